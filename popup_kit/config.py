@@ -1,0 +1,142 @@
+"""The kit's configuration (kit.toml) and where its data lives.
+
+One function, :func:`load_config`, finds and reads the configuration; tests and the CLI
+pass an explicit path or set ``POPUP_KIT_CONFIG`` / ``POPUP_KIT_DATA_DIR``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import uuid
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+CONFIG_ENV = "POPUP_KIT_CONFIG"
+DATA_DIR_ENV = "POPUP_KIT_DATA_DIR"
+SLIP_FORMATS = ("receipt80", "receipt58", "a6")
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, unreadable or has a bad value."""
+
+
+@dataclass(frozen=True)
+class KitConfig:
+    booth_name: str
+    event: str
+    emergency_number: str
+    min_self_consent_age: int
+    languages: tuple[str, ...]
+    default_language: str
+    thresholds: dict[str, int] = field(default_factory=dict)
+    printer_name: str = ""
+    slip_format: str = "receipt80"
+    server_base_url: str = "https://triage.example.org"
+    retention_days: int = 7
+    source: str = "embedded default"
+    data_dir: Path = field(default_factory=lambda: default_data_dir())
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "popup-kit.sqlite3"
+
+    @property
+    def kit_id(self) -> str:
+        """This kit's id: made once on first use and kept in the data directory."""
+        return _kit_id(self.data_dir)
+
+
+def default_data_dir() -> Path:
+    override = os.environ.get(DATA_DIR_ENV)
+    if override:
+        return Path(override).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("popup-kit", appauthor=False))
+
+
+def default_config_text() -> str:
+    return resources.files("popup_kit").joinpath("default_kit.toml").read_text("utf-8")
+
+
+def _kit_id(data_dir: Path) -> str:
+    path = data_dir / "kit-id"
+    try:
+        return path.read_text("ascii").strip()
+    except FileNotFoundError:
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True)
+    kit_id = "kit-" + uuid.uuid4().hex[:12]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(kit_id + "\n", "ascii")
+    os.replace(tmp, path)
+    return path.read_text("ascii").strip()
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _get(data: dict[str, Any], section: str, key: str, kind: type) -> Any:
+    value = data.get(section, {}).get(key)
+    if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
+        raise ConfigError(f"[{section}] {key} must be a {kind.__name__}, not {value!r}")
+    return value
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> KitConfig:
+    """Read kit.toml from ``path``, else ``$POPUP_KIT_CONFIG``, else the embedded default.
+
+    Keys missing from the file take the embedded default's value.
+    """
+    default = tomllib.loads(default_config_text())
+    chosen = path if path is not None else os.environ.get(CONFIG_ENV)
+    data = default
+    source = "embedded default"
+    if chosen:
+        cfg_path = Path(chosen).expanduser()
+        try:
+            data = _merge(default, tomllib.loads(cfg_path.read_text("utf-8")))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"configuration file not found: {cfg_path}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{cfg_path} is not valid TOML: {exc}") from exc
+        source = str(cfg_path)
+
+    languages = tuple(_get(data, "screening", "languages", list))
+    default_language = _get(data, "screening", "default_language", str)
+    if not languages or default_language not in languages:
+        raise ConfigError("[screening] default_language must be one of [screening] languages")
+    slip_format = _get(data, "printer", "slip_format", str)
+    if slip_format not in SLIP_FORMATS:
+        raise ConfigError(f"[printer] slip_format must be one of {', '.join(SLIP_FORMATS)}")
+    thresholds = data.get("thresholds", {})
+    for key, value in thresholds.items():
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"[thresholds] {key} must be a whole number, not {value!r}")
+    min_age = _get(data, "screening", "min_self_consent_age", int)
+    if not 0 < min_age < 120:
+        raise ConfigError("[screening] min_self_consent_age must be between 1 and 119")
+    return KitConfig(
+        booth_name=_get(data, "booth", "name", str),
+        event=_get(data, "booth", "event", str),
+        emergency_number=_get(data, "booth", "emergency_number", str),
+        min_self_consent_age=min_age,
+        languages=tuple(str(x) for x in languages),
+        default_language=default_language,
+        thresholds=dict(thresholds),
+        printer_name=_get(data, "printer", "name", str),
+        slip_format=slip_format,
+        server_base_url=_get(data, "server", "base_url", str).rstrip("/"),
+        retention_days=_get(data, "sync", "retention_days", int),
+        source=source,
+    )

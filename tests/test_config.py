@@ -1,0 +1,45 @@
+from pathlib import Path
+
+import pytest
+
+from popup_kit.config import ConfigError, load_config
+
+
+def test_embedded_default_loads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("POPUP_KIT_CONFIG", raising=False)
+    monkeypatch.setenv("POPUP_KIT_DATA_DIR", str(tmp_path))
+    cfg = load_config()
+    assert cfg.source == "embedded default"
+    assert cfg.min_self_consent_age == 16
+    assert cfg.db_path.parent == tmp_path
+    assert cfg.kit_id == cfg.kit_id and cfg.kit_id.startswith("kit-")
+
+
+def test_file_overrides_only_its_keys(tmp_path: Path) -> None:
+    path = tmp_path / "kit.toml"
+    path.write_text('[screening]\nmin_self_consent_age = 18\n[booth]\nname = "Night market"\n')
+    cfg = load_config(path)
+    assert cfg.min_self_consent_age == 18
+    assert cfg.booth_name == "Night market"
+    assert cfg.languages == ("en", "es")
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[screening]\nmin_self_consent_age = 'x'\n", "min_self_consent_age"),
+        ("[printer]\nslip_format = 'a4'\n", "slip_format"),
+        ("[thresholds]\nnight_pain_age = true\n", "night_pain_age"),
+        ("[screening\n", "not valid TOML"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path: Path, text: str, needle: str) -> None:
+    path = tmp_path / "kit.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=needle):
+        load_config(path)
+
+
+def test_missing_file_is_clear(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.toml")
