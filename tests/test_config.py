@@ -43,3 +43,10 @@ def test_bad_values_name_the_key(tmp_path: Path, text: str, needle: str) -> None
 def test_missing_file_is_clear(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_repository_kit_toml_is_the_embedded_default() -> None:
+    from popup_kit.config import default_config_text
+
+    root = Path(__file__).resolve().parent.parent / "kit.toml"
+    assert root.read_text("utf-8") == default_config_text()

@@ -1,0 +1,178 @@
+"""An HTTP proxy on loopback that injects the faults a market Wi-Fi produces.
+
+Sits between a kit and the real server. Each request takes the next fault from a
+plan (or from a seeded random mix) and the proxy acts it out:
+
+- ``ok``: forward as is
+- ``delay:S``: wait S seconds, then forward
+- ``reset``: drop the connection (TCP RST) before forwarding
+- ``5xx``: answer 503 without forwarding
+- ``429:S``: answer 429 with ``Retry-After: S`` without forwarding
+- ``drop_after_commit``: forward, let the server commit, then drop the connection
+  before the kit sees the answer (the ambiguous timeout)
+- ``portal``: answer 200 with a captive-portal HTML page
+"""
+
+from __future__ import annotations
+
+import http.client
+import random
+import socket
+import struct
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+PORTAL_PAGE = (
+    b"<html><head><title>Welcome to Market WiFi</title></head>"
+    b"<body><h1>Accept the terms to continue</h1><form><button>Connect</button></form>"
+    b"</body></html>"
+)
+HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade"}
+
+
+class FaultProxy:
+    def __init__(
+        self,
+        upstream_host: str,
+        upstream_port: int,
+        *,
+        plan: Iterable[str] = (),
+        mix: dict[str, float] | None = None,
+        seed: int = 0,
+        delay_all: float = 0.0,
+    ) -> None:
+        self.upstream = (upstream_host, upstream_port)
+        self._plan: deque[str] = deque(plan)
+        self._mix = mix
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self.delay_all = delay_all
+        self.seen: Counter[str] = Counter()
+        self.requests = 0
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def do_GET(self) -> None:
+                proxy._handle(self)
+
+            def do_POST(self) -> None:
+                proxy._handle(self)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> FaultProxy:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> FaultProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def set_plan(self, plan: Iterable[str]) -> None:
+        with self._lock:
+            self._plan = deque(plan)
+
+    def _next_fault(self) -> str:
+        with self._lock:
+            self.requests += 1
+            if self._plan:
+                fault = self._plan.popleft()
+            elif self._mix:
+                names = list(self._mix)
+                fault = self._rng.choices(names, weights=[self._mix[n] for n in names])[0]
+            else:
+                fault = "ok"
+            self.seen[fault.split(":")[0]] += 1
+            return fault
+
+    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        length = int(h.headers.get("Content-Length") or 0)
+        body = h.rfile.read(length) if length else b""
+        fault = self._next_fault()
+        name, _, arg = fault.partition(":")
+        if self.delay_all:
+            time.sleep(self.delay_all)
+        if name == "reset":
+            _reset(h)
+            return
+        if name == "5xx":
+            _reply(h, 503, b"Service Unavailable", "text/plain")
+            return
+        if name == "429":
+            _reply(h, 429, b"Too Many Requests", "text/plain", {"Retry-After": arg or "1"})
+            return
+        if name == "portal":
+            _reply(h, 200, PORTAL_PAGE, "text/html")
+            return
+        if name == "delay":
+            time.sleep(float(arg))
+        status, headers, payload = self._forward(h, body)
+        if name == "drop_after_commit":
+            _reset(h)
+            return
+        _reply(h, status, payload, None, headers)
+
+    def _forward(
+        self, h: BaseHTTPRequestHandler, body: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        conn = http.client.HTTPConnection(*self.upstream, timeout=30)
+        try:
+            headers = {k: v for k, v in h.headers.items() if k.lower() not in HOP_HEADERS}
+            conn.request(h.command, h.path, body=body, headers=headers)
+            resp = conn.getresponse()
+            payload = resp.read()
+            kept = [(k, v) for k, v in resp.getheaders() if k.lower() not in HOP_HEADERS]
+            return resp.status, kept, payload
+        except OSError:
+            return 502, [], b"upstream unreachable"
+        finally:
+            conn.close()
+
+
+def _reply(
+    h: BaseHTTPRequestHandler,
+    status: int,
+    payload: bytes,
+    content_type: str | None,
+    headers: dict[str, str] | list[tuple[str, str]] | None = None,
+) -> None:
+    h.send_response(status)
+    items = headers.items() if isinstance(headers, dict) else (headers or [])
+    for key, value in items:
+        if key.lower() != "content-length":
+            h.send_header(key, value)
+    if content_type:
+        h.send_header("Content-Type", content_type)
+    h.send_header("Content-Length", str(len(payload)))
+    h.end_headers()
+    h.wfile.write(payload)
+
+
+def _reset(h: BaseHTTPRequestHandler) -> None:
+    # SO_LINGER 0 makes close() send RST: the client sees a reset, not a clean EOF.
+    sock = h.connection
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    h.close_connection = True
+    sock.close()

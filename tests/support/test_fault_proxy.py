@@ -1,0 +1,61 @@
+"""The fault proxy itself must act out each fault, or the sync tests prove nothing."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+import requests
+
+from tests.support.fault_proxy import FaultProxy
+
+
+class _Echo(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    hits = 0
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def do_POST(self) -> None:
+        type(self).hits += 1
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def upstream() -> Iterator[tuple[str, int]]:
+    _Echo.hits = 0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield "127.0.0.1", server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_each_fault_is_acted_out(upstream: tuple[str, int]) -> None:
+    plan = ["ok", "5xx", "429:3", "portal", "reset", "drop_after_commit", "delay:0.01"]
+    with FaultProxy(*upstream, plan=plan) as proxy:
+        post = lambda: requests.post(proxy.url + "/x", data=b'{"a":1}', timeout=5)  # noqa: E731
+        assert post().json() == {"a": 1}
+        assert post().status_code == 503
+        r = post()
+        assert (r.status_code, r.headers["Retry-After"]) == (429, "3")
+        r = post()
+        assert r.status_code == 200 and b"WiFi" in r.content
+        with pytest.raises(requests.ConnectionError):
+            post()
+        hits_before = _Echo.hits
+        with pytest.raises(requests.ConnectionError):
+            post()
+        assert _Echo.hits == hits_before + 1  # the server did get it
+        assert post().json() == {"a": 1}
+    assert proxy.requests == len(plan)
