@@ -7,13 +7,14 @@ plain ``dict[str, Any]`` keyed by those field names (plus the instrument fields
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 Level = Literal["emergency", "urgent", "routine", "self_care", "ineligible"]
 # Most severe first; the outcome is the most severe level any rule fired.
 LEVELS: tuple[Level, ...] = ("emergency", "urgent", "routine", "self_care")
-Section = Literal["language", "eligibility", "consent", "screen", "instrument", "contact"]
+Section = Literal["eligibility", "consent", "screen", "instrument"]
+Stop = Literal["ineligible", "consent_refused", "emergency"]
 Kind = Literal["choice", "integer", "number", "text"]
 Risk = Literal["low", "medium", "high"]
 
@@ -56,6 +57,10 @@ class Question:
     minimum: float | None = None
     maximum: float | None = None
     ask_if: str | None = None
+    attribution: Text | None = None
+
+    def choice_for_key(self, key: str) -> Choice | None:
+        return next((c for c in self.choices if c.key == key), None)
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,6 @@ class Outcome:
     ruleset_version: str
     startback: StartBackScore | None = None
     sbi_total: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def rule_ids(self) -> list[str]:
@@ -97,3 +101,7 @@ class Outcome:
             "ruleset_version": self.ruleset_version,
             "startback": self.startback.as_json() if self.startback else None,
         }
+
+    def as_record(self) -> dict[str, Any]:
+        """What a stored visit keeps of its outcome."""
+        return {**self.as_json(), "sbi_total": self.sbi_total}

@@ -1,0 +1,51 @@
+"""Advice per outcome level and the cauda equina warning card, by language.
+
+One source (``definitions/texts.toml``) for the screens, the slips and the server's
+landing page. Unknown languages fall back to English.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from forms.engine import DEFINITIONS, fill, localized
+
+TEXT_LEVELS = ("emergency", "urgent", "routine", "self_care", "ineligible", "consent_refused")
+
+
+@lru_cache(maxsize=1)
+def _texts(path: Path = DEFINITIONS / "texts.toml") -> dict[str, Any]:
+    return tomllib.loads(path.read_text("utf-8"))
+
+
+def _lines(value: Any, language: str) -> list[str]:
+    if isinstance(value, dict):
+        chosen = value.get(language) or value.get("en") or []
+        return [str(v) for v in chosen]
+    return []
+
+
+def outcome_text(level: str, language: str, **values: Any) -> tuple[str, str, list[str]]:
+    """(title, instruction, next steps) for ``level`` in ``language``.
+
+    ``values`` fill placeholders such as ``emergency_number``. Raises KeyError for a
+    level that has no advice.
+    """
+    entry = _texts()["outcomes"][level]
+    title = fill(localized(entry["title"], language), values)
+    instruction = fill(localized(entry["instruction"], language), values)
+    steps = [fill(s, values) for s in _lines(entry.get("steps"), language)]
+    return title, instruction, steps
+
+
+def ces_warning(language: str) -> tuple[str, list[str]]:
+    """(heading, warning signs) of the cauda equina card in ``language``."""
+    card = _texts()["ces"]
+    return localized(card["heading"], language), _lines(card["signs"], language)
+
+
+def language_names() -> dict[str, str]:
+    return {str(k): str(v) for k, v in _texts().get("languages", {}).items()}
