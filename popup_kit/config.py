@@ -36,12 +36,24 @@ class KitConfig:
     slip_format: str = "receipt80"
     server_base_url: str = "https://triage.example.org"
     retention_days: int = 7
+    controller: str = "the booth's organisation"
+    provider: str = "the tele-triage service"
     source: str = "embedded default"
     data_dir: Path = field(default_factory=lambda: default_data_dir())
 
     @property
     def db_path(self) -> Path:
         return self.data_dir / "popup-kit.sqlite3"
+
+    def consent_context(self) -> dict[str, str]:
+        """What the consent wording names (clinical reference 3.2)."""
+        return {
+            "controller": self.controller,
+            "provider": self.provider,
+            "retention_days": str(self.retention_days),
+            "emergency_number": self.emergency_number,
+            "booth_name": self.booth_name,
+        }
 
     @property
     def kit_id(self) -> str:
@@ -138,5 +150,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> KitConfig:
         slip_format=slip_format,
         server_base_url=_get(data, "server", "base_url", str).rstrip("/"),
         retention_days=_get(data, "sync", "retention_days", int),
+        controller=_get(data, "consent", "controller", str),
+        provider=_get(data, "consent", "provider", str),
         source=source,
     )

@@ -1,0 +1,205 @@
+"""`popup-kit screen`, `popup-kit visit add` and `popup-kit visits`: the screening and the
+visit store without the UI, for scripts, tests and back-filling paper forms."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from popup_kit.cli import CommandError, add_command, config_from
+
+if TYPE_CHECKING:
+    from popup_kit.config import KitConfig
+    from popup_kit.domain import VisitRecord
+    from popup_kit.services import VisitService
+
+VISIT_KEYS = ("language", "volunteer", "consent", "contact")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = add_command(
+        sub,
+        "screen",
+        "Evaluate one answer set (the canonical fields of the clinical reference) without "
+        "the UI; nothing is stored. Exit 2 when an answer is unknown, missing or out of range.",
+        _screen,
+    )
+    p.add_argument("--answers", required=True, metavar="FILE", help="JSON answers ('-' = stdin)")
+    p.add_argument("--json", action="store_true", help="print the outcome as JSON")
+
+    visit = add_command(sub, "visit", "Record visits without the UI.", None)
+    visit.set_defaults(handler=lambda _a: _help(visit))
+    visit_sub = visit.add_subparsers(dest="visit_command", metavar="SUBCOMMAND")
+    add = add_command(
+        visit_sub,
+        "add",
+        "Record a whole visit from a file, exactly as the UI would (e.g. back-filling paper "
+        "forms). The file is the `screen` answers plus language, volunteer, consent "
+        "{c1..c5} and, only with c3, contact {name, phone}.",
+        _visit_add,
+    )
+    add.add_argument("--answers", required=True, metavar="FILE", help="JSON visit ('-' = stdin)")
+    add.add_argument("--json", action="store_true", help='print {"id", "code", "triage"}')
+
+    ls = add_command(sub, "visits", "List the visits in this kit's store, newest first.", _visits)
+    ls.add_argument("--date", metavar="YYYY-MM-DD", help="only this day ('today' works too)")
+    ls.add_argument("--search", metavar="TEXT", help="code, volunteer or outcome")
+    ls.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 0
+
+
+def read_json(source: str) -> Any:
+    """The JSON in ``source`` (a path, or '-' for stdin); CommandError (exit 2) if bad."""
+    try:
+        raw = sys.stdin.read() if source == "-" else Path(source).read_text("utf-8")
+    except FileNotFoundError:
+        raise CommandError(f"no such file: {source}", 2) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CommandError(f"cannot read {source}: {exc}", 2) from None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise CommandError(
+            f"{source} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})", 2
+        ) from None
+
+
+def _service(config: KitConfig) -> VisitService:
+    from popup_kit.services import VisitService
+    from popup_kit.store.db import StoreError
+
+    try:
+        return VisitService(config)
+    except StoreError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def _screen(args: argparse.Namespace) -> int:
+    from forms import AnswerError, DefinitionError
+    from popup_kit.services import kit_forms
+
+    config = config_from(args)
+    data = read_json(args.answers)
+    try:
+        outcome = kit_forms(config).screen(data)
+    except AnswerError as exc:
+        raise CommandError(f"answers: {exc}", 2) from None
+    except DefinitionError as exc:
+        raise CommandError(f"forms: {exc}", 2) from None
+    if args.json:
+        print(json.dumps(outcome.as_json()))
+        return 0
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    console.print(f"[bold]{outcome.triage.upper()}[/]  (ruleset {outcome.ruleset_version})")
+    for rule in outcome.rules:
+        console.print(f"  {rule.id:<5} {rule.reason.get('en', '')}")
+    if outcome.startback is not None:
+        sb = outcome.startback
+        console.print(
+            f"  STarT Back: total {sb.total}/9, psychosocial {sb.psychosocial}/5, risk {sb.risk}"
+        )
+    return 0
+
+
+def _visit_add(args: argparse.Namespace) -> int:
+    from forms import AnswerError
+    from popup_kit.domain import Contact, VisitInput, VisitRefused
+
+    config = config_from(args)
+    data = read_json(args.answers)
+    if not isinstance(data, dict):
+        raise CommandError("the visit file must be a JSON object", 2)
+    answers = {k: v for k, v in data.items() if k not in VISIT_KEYS}
+    consent = data.get("consent")
+    if not isinstance(consent, dict):
+        raise CommandError('consent: give {"c1": true|false, ..., "c5": true|false}', 2)
+    raw_contact = data.get("contact")
+    contact = None
+    if raw_contact is not None:
+        if not isinstance(raw_contact, dict) or set(raw_contact) - {"name", "phone"}:
+            raise CommandError('contact: give {"name": "...", "phone": "..."} or leave it out', 2)
+        contact = Contact(str(raw_contact.get("name", "")), str(raw_contact.get("phone", "")))
+    for key in ("language", "volunteer"):
+        if not isinstance(data.get(key), str) or not data[key].strip():
+            raise CommandError(f'{key}: give a text, e.g. "language": "en", "volunteer": "AB"', 2)
+    visit = VisitInput(
+        answers=answers,
+        language=data["language"],
+        volunteer=data["volunteer"],
+        consent=consent,
+        contact=contact,
+        consent_method="back-filled from a paper form",
+    )
+    service = _service(config)
+    try:
+        saved = service.record_visit(visit)
+    except AnswerError as exc:
+        raise CommandError(f"answers: {exc}", 2) from None
+    except VisitRefused as exc:
+        raise CommandError(f"visit refused: {exc}", 2) from None
+    finally:
+        service.close()
+    if args.json:
+        print(json.dumps({"id": saved.visit_id, "code": saved.code, "triage": saved.triage}))
+    else:
+        print(f"visit {saved.visit_id} saved: code {saved.code}, outcome {saved.triage}")
+    return 0
+
+
+def _parse_day(text: str | None, service: VisitService) -> date | None:
+    if text is None:
+        return None
+    if text == "today":
+        return service.today()
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise CommandError(f"--date: {text!r} is not a date like 2026-11-24", 2) from None
+
+
+def _visits(args: argparse.Namespace) -> int:
+    config = config_from(args)
+    service = _service(config)
+    try:
+        day = _parse_day(args.date, service)
+        visits = service.list_visits(day=day, search=args.search)
+    finally:
+        service.close()
+    if args.json:
+        print(json.dumps([_listed(v) for v in visits]))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    title = f"{len(visits)} visit(s)" + (f" on {day.isoformat()}" if day else "")
+    table = Table(title=title)
+    for column in ("when", "code", "outcome", "rules", "volunteer", "v", "sync"):
+        table.add_column(column, no_wrap=column not in ("rules", "volunteer"))
+    for v in visits:
+        table.add_row(
+            v.created_at.astimezone().strftime("%m-%d %H:%M"),
+            v.code,
+            v.triage + (" VOID" if v.voided else ""),
+            ", ".join(v.rule_ids) or "-",
+            v.volunteer,
+            str(v.version),
+            v.sync_state,
+        )
+    Console().print(table)
+    return 0
+
+
+def _listed(v: VisitRecord) -> dict[str, Any]:
+    out = v.as_json()
+    out.pop("answers")
+    return out
