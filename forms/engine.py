@@ -46,12 +46,16 @@ FIELD_TYPES = ("integer", "number", "boolean", "choice", "startback", "sbi")
 OBJECT_TYPES = ("startback", "sbi")
 QUESTION_KINDS: tuple[Kind, ...] = ("choice", "integer", "number")
 COMPUTED_NAMES = ("startback_risk", "min_self_consent_age")
-DEFAULT_CONTEXT = {
-    "controller": "the booth's organisation",
-    "provider": "the tele-triage service",
-    "retention_days": "7",
-    "emergency_number": "999",
-    "booth_name": "this booth",
+# Wording used when kit.toml leaves a name empty, per language.
+DEFAULT_CONTEXT: dict[str, dict[str, str]] = {
+    "controller": {
+        "en": "the organisers of this booth (ask to see their details)",
+        "es": "los organizadores de este puesto (pida ver sus datos)",
+    },
+    "provider": {"en": "our tele-triage partner", "es": "nuestro socio de teletriaje"},
+    "retention_days": {"en": "7"},
+    "emergency_number": {"en": "999"},
+    "booth_name": {"en": "this booth", "es": "este puesto"},
 }
 STARTBACK_BOTHERSOME = ("very_much", "extremely")
 
@@ -71,10 +75,28 @@ def fill(text: str, values: Mapping[str, Any]) -> str:
     return text.format_map(_Keep({k: str(v) for k, v in values.items()}))
 
 
-def _fill_text(text: Text | None, values: Mapping[str, Any]) -> Text | None:
+class Placeholders:
+    """Values for ``{name}`` in the definitions: thresholds and kit.toml names, with
+    per-language wording where kit.toml leaves a name empty."""
+
+    def __init__(self, given: Mapping[str, Any], thresholds: Mapping[str, int]) -> None:
+        self.given = {k: str(v) for k, v in given.items() if v not in (None, "")}
+        self.thresholds = dict(thresholds)
+
+    def for_language(self, language: str) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            name: by_lang.get(language) or by_lang["en"]
+            for name, by_lang in DEFAULT_CONTEXT.items()
+        }
+        values.update(self.given)
+        values.update(self.thresholds)
+        return values
+
+
+def _fill_text(text: Text | None, values: Placeholders) -> Text | None:
     if text is None:
         return None
-    return {lang: fill(value, values) for lang, value in text.items()}
+    return {lang: fill(value, values.for_language(lang)) for lang, value in text.items()}
 
 
 def localized(text: Mapping[str, str] | None, language: str) -> str:
@@ -519,9 +541,7 @@ def load_forms(
         digest.update(name.encode() + b"\0" + data + b"\0")
     forms_version = digest.hexdigest()[:12]
 
-    ctx: dict[str, Any] = dict(DEFAULT_CONTEXT)
-    ctx.update({k: v for k, v in (context or {}).items() if v not in (None, "")})
-    placeholders = {**ctx, **chosen}
+    placeholders = Placeholders(context or {}, chosen)
 
     sets = choices_doc.get("sets", {})
     questions: list[Question] = []
@@ -673,7 +693,7 @@ def load_forms(
         )
         or {},
         consent_short=consent_short,
-        context={k: str(v) for k, v in ctx.items()},
+        context=placeholders.for_language("en"),
         value_labels={
             str(k): _fill_text(_text(v, f"choices.toml value_labels {k}"), placeholders) or {}
             for k, v in choices_doc.get("value_labels", {}).items()

@@ -36,8 +36,8 @@ class KitConfig:
     slip_format: str = "receipt80"
     server_base_url: str = "https://triage.example.org"
     retention_days: int = 7
-    controller: str = "the booth's organisation"
-    provider: str = "the tele-triage service"
+    controller: str = ""
+    provider: str = ""
     source: str = "embedded default"
     data_dir: Path = field(default_factory=lambda: default_data_dir())
 

@@ -1,0 +1,207 @@
+"""The booth terminal app: start of day, home, the visit flow and the visit list.
+
+Module-level imports stay minimal so the first frame is drawn quickly; the store and
+the forms engine are opened after that frame, in a thread worker that reports back
+through a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.message import Message
+
+if TYPE_CHECKING:
+    from textual.screen import Screen
+
+    from popup_kit.config import KitConfig
+    from popup_kit.ui.backend import Backend, VisitSession
+
+Clock = Callable[[], datetime]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class BackendReady(Message):
+    """The store and forms are open."""
+
+    def __init__(self, backend: Backend) -> None:
+        super().__init__()
+        self.backend = backend
+
+
+class BackendFailed(Message):
+    """The store or forms could not be opened."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
+
+
+class BoothApp(App[None]):
+    """The volunteer's app for one booth laptop."""
+
+    CSS_PATH = Path(__file__).with_name("booth.tcss")
+    TITLE = "popup-kit"
+    ENABLE_COMMAND_PALETTE = True
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+    ]
+
+    def __init__(self, config: KitConfig, *, clock: Clock | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.clock: Clock = clock or _utc_now
+        self.backend: Backend | None = None
+        self.backend_error: str | None = None
+        self.ready = asyncio.Event()
+        self.volunteer = ""
+        self.visit: VisitSession | None = None
+
+    # start-up -------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        from popup_kit.ui.screens.start import StartScreen
+
+        self.push_screen(StartScreen())
+        self.call_after_refresh(self._open_backend)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="backend")
+    def _open_backend(self) -> None:
+        try:
+            from popup_kit.ui.backend import Backend
+
+            backend = Backend.open(self.config, self.clock)
+        except Exception as exc:  # any failure is shown, never crashes the booth
+            self.post_message(BackendFailed(f"{type(exc).__name__}: {exc}"))
+        else:
+            self.post_message(BackendReady(backend))
+
+    def on_backend_ready(self, message: BackendReady) -> None:
+        self.backend = message.backend
+        self.ready.set()
+
+    def on_unmount(self) -> None:
+        if self.backend is not None:
+            self.backend.close()
+
+    def today(self) -> date:
+        """The booth's calendar day (the laptop's time zone)."""
+        return self.clock().astimezone().date()
+
+    def on_backend_failed(self, message: BackendFailed) -> None:
+        self.backend_error = message.error
+        self.ready.set()
+        self.notify(
+            f"Could not open the visit store: {message.error}",
+            title="Store error",
+            severity="error",
+            timeout=30,
+        )
+
+    # navigation -----------------------------------------------------------------------
+
+    def start_day(self, volunteer: str) -> None:
+        """The volunteer on duty is known: go home, offering any unfinished visits."""
+        self.volunteer = volunteer
+        self._after_start()
+
+    @work(exclusive=True, group="start")
+    async def _after_start(self) -> None:
+        await self.ready.wait()
+        from popup_kit.ui.screens.home import HomeScreen
+
+        self.switch_screen(HomeScreen())
+        if self.backend is not None and self.backend.drafts():
+            from popup_kit.ui.screens.resume import ResumeScreen
+
+            self.push_screen(ResumeScreen())
+
+    def go_home(self) -> None:
+        """Drop every screen above home (used after a visit ends)."""
+        from popup_kit.ui.screens.home import HomeScreen
+
+        while len(self.screen_stack) > 2 and not isinstance(self.screen, HomeScreen):
+            self.pop_screen()
+        if isinstance(self.screen, HomeScreen):
+            self.screen.refresh_counts()
+
+    def _on_home(self) -> bool:
+        from popup_kit.ui.screens.home import HomeScreen
+
+        return isinstance(self.screen, HomeScreen) and self.volunteer != ""
+
+    def _can_work(self) -> bool:
+        if not self.volunteer:
+            self.notify("Enter the volunteer on duty first.", severity="warning")
+            return False
+        if self.backend is None:
+            why = self.backend_error or "still opening"
+            self.notify(f"The visit store is not available: {why}", severity="error")
+            return False
+        return True
+
+    def action_new_visit(self) -> None:
+        if not self._can_work():
+            return
+        if self.visit is not None:
+            self.notify("A visit is already in progress.", severity="warning")
+            return
+        from popup_kit.ui.screens.visit import LanguageScreen
+
+        self.go_home()
+        self.push_screen(LanguageScreen())
+
+    def action_visit_list(self) -> None:
+        if not self._can_work():
+            return
+        if self.visit is not None:
+            self.notify("Finish or save the visit in progress first.", severity="warning")
+            return
+        from popup_kit.ui.screens.visits import VisitListScreen
+
+        self.go_home()
+        self.push_screen(VisitListScreen())
+
+    def action_home(self) -> None:
+        if self.visit is not None:
+            self.notify("A visit is in progress: it is kept as a draft.", severity="warning")
+            return
+        if self.volunteer:
+            self.go_home()
+
+    async def action_quit(self) -> None:
+        if self.visit is None:
+            self.exit()
+            return
+        from popup_kit.ui.screens.dialogs import ConfirmScreen
+
+        def done(sure: bool | None) -> None:
+            if sure:
+                self.exit()
+
+        self.push_screen(
+            ConfirmScreen(
+                "A visit is in progress. Quit anyway? Its answers are kept as a draft "
+                "and can be resumed at the next start."
+            ),
+            done,
+        )
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield SystemCommand("New visit", "Start a new visit", self.action_new_visit)
+        yield SystemCommand("Visit list", "Find, correct or void a visit", self.action_visit_list)
+        yield SystemCommand("Home", "Today's counts and unsent records", self.action_home)
+        yield SystemCommand("Quit", "Close popup-kit", self.action_quit)
+        for command in super().get_system_commands(screen):
+            if command.title != "Quit":  # ours asks first when a visit is open
+                yield command

@@ -1,0 +1,105 @@
+"""Home: today's counts by outcome and what is still unsent."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+if TYPE_CHECKING:
+    from popup_kit.ui.app import BoothApp
+
+COUNT_ROWS = (
+    ("emergency", "Emergency"),
+    ("urgent", "Urgent"),
+    ("routine", "Routine"),
+    ("self_care", "Self-care"),
+    ("ineligible", "Ineligible"),
+    ("consent_refused", "Consent refused"),
+    ("void", "Voided"),
+)
+
+
+def age_words(delta: timedelta) -> str:
+    """A short age such as "45m" or "2h"."""
+    minutes = max(0, int(delta.total_seconds() // 60))
+    if minutes < 60:
+        return f"{minutes}m"
+    if minutes < 48 * 60:
+        return f"{minutes // 60}h"
+    return f"{minutes // (24 * 60)}d"
+
+
+def unsent_line(count: int, oldest: datetime | None, now: datetime) -> str:
+    if count == 0 or oldest is None:
+        return f"unsent: {count}"
+    return f"unsent: {count} (oldest {age_words(now - oldest)})"
+
+
+class HomeScreen(Screen[None]):
+    app: BoothApp
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("n", "app.new_visit", "New visit"),
+        Binding("l", "app.visit_list", "Visit list"),
+        Binding("r", "resume", "Resume draft"),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        cfg = self.app.config
+        yield Static(f"popup-kit · {cfg.booth_name} · {cfg.event}", classes="title-bar")
+        with Vertical(classes="body"):
+            yield Static("", id="on-duty")
+            yield Static("", id="counts")
+            yield Static("", id="unsent", classes="status")
+            yield Static("", id="drafts", classes="warning")
+            yield Static("[b]\\[n][/b] new visit   [b]\\[l][/b] visit list", classes="hint")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.refresh_counts()
+
+    def on_screen_resume(self) -> None:
+        self.refresh_counts()
+
+    def refresh_counts(self) -> None:
+        app = self.app
+        self.query_one("#on-duty", Static).update(f"Volunteer on duty: [b]{app.volunteer}[/b]")
+        backend = app.backend
+        if backend is None:
+            self.query_one("#counts", Static).update(
+                app.backend_error or "Opening the visit store…"
+            )
+            return
+        now = app.clock()
+        today = app.today()
+        try:
+            counts = backend.service.counts_for_day(today)
+            unsent = backend.service.unsent()
+            drafts = len(backend.drafts())
+        except Exception as exc:  # shown, never fatal
+            self.query_one("#counts", Static).update(f"Could not read the store: {exc}")
+            return
+        lines = [f"[b]Today ({today:%Y-%m-%d})[/b]"]
+        for key, label in COUNT_ROWS:
+            lines.append(f"  {label:<16} {counts.get(key, 0):>4}")
+        self.query_one("#counts", Static).update("\n".join(lines))
+        self.query_one("#unsent", Static).update(unsent_line(unsent.count, unsent.oldest, now))
+        self.query_one("#drafts", Static).update(
+            f"{drafts} unfinished visit(s): press [b]r[/b] to resume" if drafts else ""
+        )
+
+    def action_resume(self) -> None:
+        backend = self.app.backend
+        if backend is None or not backend.drafts():
+            self.notify("No unfinished visits.")
+            return
+        from popup_kit.ui.screens.resume import ResumeScreen
+
+        self.app.push_screen(ResumeScreen())

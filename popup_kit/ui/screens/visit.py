@@ -1,0 +1,366 @@
+"""The new-visit flow: language, then the questions one at a time."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual import events
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static
+
+from popup_kit.ui.widgets import ChoiceBar, ChoiceButton
+
+if TYPE_CHECKING:
+    from forms import Question
+    from popup_kit.ui.app import BoothApp
+    from popup_kit.ui.backend import VisitSession
+
+SECTION_NAMES = {
+    "eligibility": "Eligibility",
+    "consent": "Consent",
+    "screen": "Red-flag questions",
+    "instrument": "Questionnaires",
+}
+
+
+def localized(text: dict[str, str] | None, language: str) -> str:
+    if not text:
+        return ""
+    return text.get(language) or text.get("en") or next(iter(text.values()), "")
+
+
+def display_value(question: Question | None, value: Any, language: str) -> str:
+    """An answer as the volunteer saw it (the choice label), else the value itself."""
+    if question is not None:
+        for choice in question.choices:
+            if choice.value == value and type(choice.value) is type(value):
+                return localized(choice.label, language)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {display_value(None, v, language)}" for k, v in value.items())
+    return str(value)
+
+
+def allowed(question: Question) -> str:
+    kind = "a whole number" if question.kind == "integer" else "a number"
+    lo, hi = question.minimum, question.maximum
+
+    def fmt(x: float) -> str:
+        return str(int(x)) if float(x).is_integer() else str(x)
+
+    if lo is not None and hi is not None:
+        return f"{kind} from {fmt(lo)} to {fmt(hi)}"
+    if lo is not None:
+        return f"{kind}, at least {fmt(lo)}"
+    return kind
+
+
+def number_complete(question: Question, typed: str) -> bool:
+    """True when no further digit could make a valid answer (so Enter is not needed)."""
+    if question.kind != "integer" or not typed.isdigit() or question.maximum is None:
+        return False
+    return typed == "0" or int(typed) * 10 > question.maximum
+
+
+class LanguageScreen(Screen[None]):
+    """The visit's language: one key per language, names in their own language."""
+
+    app: BoothApp
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def compose(self) -> ComposeResult:
+        backend = self.app.backend
+        names = backend.forms.languages if backend is not None else {}
+        yield Static("popup-kit · new visit", classes="title-bar")
+        with Vertical(classes="body"):
+            yield Static("Language / Idioma", classes="prompt")
+            yield ChoiceBar(
+                [(str(i), names.get(c, c)) for i, c in enumerate(self._languages(), 1)], None
+            )
+        yield Footer()
+
+    def _languages(self) -> list[str]:
+        return list(self.app.config.languages)[:9]
+
+    def on_key(self, event: events.Key) -> None:
+        if event.character and event.character.isdigit():
+            event.stop()
+            self._pick(event.character)
+
+    def on_choice_button_chosen(self, event: ChoiceButton.Chosen) -> None:
+        self._pick(event.key)
+
+    def _pick(self, key: str) -> None:
+        languages = self._languages()
+        index = int(key) - 1
+        if not 0 <= index < len(languages) or self.app.backend is None:
+            return
+        self.app.visit = self.app.backend.new_visit(languages[index])
+        self.app.switch_screen(VisitScreen())
+
+    def action_cancel(self) -> None:
+        self.app.pop_screen()
+
+
+class ConsentInfoScreen(Screen[None]):
+    """The information read aloud before the consent choices."""
+
+    app: BoothApp
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "continue", "Continue to consent", priority=True),
+        Binding("escape", "back", "Back"),
+    ]
+
+    def __init__(self, script: str) -> None:
+        super().__init__()
+        self.script = script
+
+    def compose(self) -> ComposeResult:
+        yield Static("Consent · information (read aloud)", classes="title-bar")
+        with VerticalScroll(id="script", classes="body"):
+            yield Static(self.script, classes="script")
+        yield Static("Read it aloud · ↑/↓ scroll · Enter when read", classes="hint")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#script").focus()
+
+    def action_continue(self) -> None:
+        session = self.app.visit
+        if session is not None:
+            session.consent_info_seen = True
+        self.app.switch_screen(VisitScreen())
+
+    def action_back(self) -> None:
+        session = self.app.visit
+        if session is not None:
+            session.flow.back()
+        self.app.switch_screen(VisitScreen())
+
+
+class VisitScreen(Screen[None]):
+    """One question at a time; a choice key answers and moves on."""
+
+    app: BoothApp
+    AUTO_FOCUS = ""  # focus follows the question: the number box, or nothing for keys
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "back", "Back")]
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="visit-title", classes="title-bar")
+        with Vertical(classes="body"):
+            yield Static("", id="progress", classes="progress")
+            yield Static("", id="prompt", classes="prompt")
+            yield Static("", id="volunteer-prompt", classes="volunteer-prompt")
+            yield Vertical(id="choices")
+            with Vertical(id="number-area"):
+                yield Input(id="number", classes="number")
+                yield Static("", id="number-hint", classes="hint")
+            yield Static("", id="message", classes="error")
+        yield Static("", id="attribution", classes="hint")
+        yield Footer()
+
+    @property
+    def session(self) -> VisitSession:
+        assert self.app.visit is not None
+        return self.app.visit
+
+    @property
+    def question(self) -> Question | None:
+        return self.session.flow.current()
+
+    def on_mount(self) -> None:
+        self.advance()
+
+    # --- routing ---------------------------------------------------------------------
+
+    def advance(self) -> None:
+        """Show what comes next: the next question, or where the visit stopped."""
+        session = self.session
+        flow = session.flow
+        if flow.stopped == "emergency":
+            if session.emergency_acknowledged:
+                self._to_after_flow()
+            else:
+                from popup_kit.ui.screens.emergency import EmergencyScreen
+
+                self.app.switch_screen(EmergencyScreen())
+            return
+        if flow.stopped in ("ineligible", "consent_refused"):
+            self._stop(str(flow.stopped))
+            return
+        question = flow.current()
+        if question is None:
+            self._to_after_flow()
+            return
+        if question.section == "consent" and not session.consent_info_seen:
+            assert self.app.backend is not None
+            self.app.switch_screen(
+                ConsentInfoScreen(self.app.backend.consent_script(session.language))
+            )
+            return
+        self.show(question)
+
+    def _stop(self, kind: str) -> None:
+        from popup_kit.ui.screens.outcome import StoppedScreen
+
+        session = self.session
+        assert self.app.backend is not None
+        try:
+            self.app.backend.stop_visit(session, kind, self.app.volunteer)
+        except Exception as exc:  # the advice is still shown; the volunteer is told
+            self.notify(f"Could not record the tally: {exc}", severity="error")
+        self.app.visit = None
+        self.app.switch_screen(StoppedScreen(kind, session.language))
+
+    def _to_after_flow(self) -> None:
+        from popup_kit.ui.screens.outcome import next_after_flow
+
+        self.app.switch_screen(next_after_flow(self.app, "flow"))
+
+    # --- drawing ---------------------------------------------------------------------
+
+    def show(self, question: Question) -> None:
+        session = self.session
+        lang = session.language
+        names = self.app.backend.forms.languages if self.app.backend else {}
+        done, total = session.flow.section_progress(question.section)
+        self.query_one("#visit-title", Static).update(
+            f"popup-kit · visit · {names.get(lang, lang)} · {self.app.volunteer}"
+        )
+        section = SECTION_NAMES.get(question.section, question.section)
+        self.query_one("#progress", Static).update(f"{section} · {done + 1} of {total}")
+        self.query_one("#prompt", Static).update(localized(question.prompt, lang))
+        # guidance is for the volunteer: in the kit's language, whatever the visit's
+        guidance = localized(question.volunteer_prompt, self.app.config.default_language)
+        self.query_one("#volunteer-prompt", Static).update(guidance)
+        self.query_one("#message", Static).update("")
+        self.query_one("#attribution", Static).update(localized(question.attribution, lang))
+        shown = session.flow.shown_answer(question.id)
+        choices = self.query_one("#choices", Vertical)
+        choices.remove_children()
+        numbers = self.query_one("#number-area", Vertical)
+        box = self.query_one("#number", Input)
+        if question.kind == "choice":
+            numbers.display = False
+            selected = next(
+                (
+                    c.key
+                    for c in question.choices
+                    if shown is not None and c.value == shown and type(c.value) is type(shown)
+                ),
+                None,
+            )
+            choices.mount(
+                ChoiceBar([(c.key, localized(c.label, lang)) for c in question.choices], selected)
+            )
+            self.set_focus(None)
+        else:
+            numbers.display = True
+            box.restrict = r"[0-9]*[.,]?[0-9]*" if question.kind == "number" else r"[0-9]*"
+            with box.prevent(Input.Changed):
+                box.value = "" if shown is None else display_value(None, shown, lang)
+            hint = "Enter" if question.kind == "number" else "moves on when complete, or Enter"
+            self.query_one("#number-hint", Static).update(f"{allowed(question)} · {hint}")
+            box.focus()
+
+    # --- answering -------------------------------------------------------------------
+
+    def on_key(self, event: events.Key) -> None:
+        question = self.question
+        if question is None or question.kind != "choice" or not event.character:
+            return
+        if question.choice_for_key(event.character.lower()) is not None:
+            event.stop()
+            event.prevent_default()
+            self.pick(event.character.lower())
+
+    def on_choice_button_chosen(self, event: ChoiceButton.Chosen) -> None:
+        self.pick(event.key)
+
+    def pick(self, key: str) -> None:
+        question = self.question
+        if question is None:
+            return
+        choice = question.choice_for_key(key)
+        if choice is not None:
+            self._answer(question, choice.value)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        question = self.question
+        if question is not None and number_complete(question, event.value):
+            event.stop()
+            self._submit_number(question, event.value)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        question = self.question
+        if question is None or question.kind == "choice":
+            return
+        event.stop()
+        self._submit_number(question, event.value)
+
+    def _submit_number(self, question: Question, typed: str) -> None:
+        raw = typed.strip().replace(",", ".")
+        try:
+            value: float | int = int(raw) if question.kind == "integer" else float(raw)
+        except ValueError:
+            self._error(f"Type {allowed(question)}.")
+            return
+        self._answer(question, value)
+
+    def _error(self, text: str) -> None:
+        self.query_one("#message", Static).update(text)
+
+    def _answer(self, question: Question, value: Any) -> None:
+        from forms import AnswerError
+
+        try:
+            self.session.flow.answer(value)
+        except AnswerError as exc:
+            self._error(f"{exc.message}")
+            return
+        self.save_draft()
+        self.advance()
+
+    def save_draft(self) -> None:
+        backend = self.app.backend
+        if backend is None:
+            return
+        try:
+            backend.save_draft(self.session, self.app.volunteer)
+        except Exception as exc:  # the answer stays in memory; the volunteer is told
+            self.notify(
+                f"Draft not saved ({exc}). The answers are still here; carry on.",
+                title="Draft",
+                severity="error",
+            )
+
+    def action_back(self) -> None:
+        if self.session.flow.back():
+            self.save_draft()
+            self.advance()
+            return
+        from popup_kit.ui.screens.dialogs import ConfirmScreen
+
+        def done(sure: bool | None) -> None:
+            if not sure:
+                return
+            backend = self.app.backend
+            session = self.app.visit
+            if backend is not None and session is not None:
+                try:
+                    backend.discard_draft(session.draft_id, self.app.volunteer)
+                except Exception as exc:
+                    self.notify(f"Draft not removed: {exc}", severity="error")
+            self.app.visit = None
+            self.app.go_home()
+
+        self.app.push_screen(ConfirmScreen("Cancel this visit? Nothing is kept."), done)

@@ -1,0 +1,73 @@
+"""Fixtures for driving the real booth app with Pilot at 80x24 on a real SQLite file."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from popup_kit.config import KitConfig, load_config
+from popup_kit.services import VisitService
+from popup_kit.ui.app import BoothApp
+from printouts import codes
+
+NOW = datetime(2026, 11, 22, 18, 30, tzinfo=UTC)
+
+
+def fixed_clock() -> datetime:
+    return NOW
+
+
+@pytest.fixture(autouse=True)
+def _utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # The booth's day and the times on screen use the laptop's zone: pin it.
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.fixture(autouse=True)
+def _repeatable_codes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Referral codes in order, so snapshots do not change from run to run."""
+    counter = itertools.count(1)
+
+    def next_code() -> str:
+        body = f"{next(counter):014d}"
+        return codes.format_code(body + codes.check_character(body))
+
+    monkeypatch.setattr(codes, "new_referral_code", next_code)
+
+
+@pytest.fixture
+def config(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> KitConfig:
+    monkeypatch.setenv("POPUP_KIT_DATA_DIR", str(tmp_path) + "/data")
+    monkeypatch.delenv("POPUP_KIT_CONFIG", raising=False)
+    return load_config()
+
+
+@pytest.fixture
+def make_app(config: KitConfig) -> Callable[[], BoothApp]:
+    def make() -> BoothApp:
+        return BoothApp(config, clock=fixed_clock)
+
+    return make
+
+
+@pytest.fixture
+def stored(config: KitConfig) -> Iterator[Callable[[], VisitService]]:
+    """What is on disk, read through a service of its own (as another process would)."""
+    opened: list[VisitService] = []
+
+    def read() -> VisitService:
+        service = VisitService(config, clock=fixed_clock)
+        opened.append(service)
+        return service
+
+    yield read
+    for service in opened:
+        service.close()

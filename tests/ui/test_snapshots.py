@@ -1,0 +1,193 @@
+"""SVG snapshots of each screen at 80x24 (fixed clock, fixed data)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from textual.pilot import Pilot
+
+from popup_kit.ui.app import BoothApp
+from tests.ui.driver import (
+    SELF_CARE,
+    answer_one,
+    answer_until_done,
+    begin_visit,
+    plan_for,
+    start_day,
+)
+
+Snap = Callable[..., bool]
+Step = Callable[[Pilot[None]], Awaitable[None]]
+
+
+def steps(*chain: Step) -> Callable[[Pilot[None]], Awaitable[None]]:
+    async def run(pilot: Pilot[None]) -> None:
+        for step in chain:
+            await step(pilot)
+        await pilot.pause()
+
+    return run
+
+
+async def ready(pilot: Pilot[None]) -> None:
+    app = pilot.app
+    assert isinstance(app, BoothApp)
+    await app.ready.wait()
+    await pilot.pause()
+
+
+async def day(pilot: Pilot[None]) -> None:
+    app = pilot.app
+    assert isinstance(app, BoothApp)
+    await start_day(pilot, app)
+
+
+async def visit(pilot: Pilot[None]) -> None:
+    await begin_visit(pilot)
+
+
+def answers(count: int, plan: dict[str, Any] = SELF_CARE) -> Step:
+    async def run(pilot: Pilot[None]) -> None:
+        app = pilot.app
+        assert isinstance(app, BoothApp)
+        for _ in range(count):
+            await answer_one(pilot, app, plan)
+
+    return run
+
+
+def until_done(plan: dict[str, Any]) -> Step:
+    async def run(pilot: Pilot[None]) -> None:
+        app = pilot.app
+        assert isinstance(app, BoothApp)
+        await answer_until_done(pilot, app, plan)
+
+    return run
+
+
+def until_step(question_id: str) -> Step:
+    async def run(pilot: Pilot[None]) -> None:
+        app = pilot.app
+        assert isinstance(app, BoothApp)
+        await answer_until_done(pilot, app, SELF_CARE, until=question_id)
+
+    return run
+
+
+def keys(*pressed: str) -> Step:
+    async def run(pilot: Pilot[None]) -> None:
+        await pilot.press(*pressed)
+        await pilot.pause()
+
+    return run
+
+
+def test_start_of_day(snap_compare: Snap, make_app: Callable[[], BoothApp]) -> None:
+    assert snap_compare(make_app(), run_before=ready)
+
+
+def test_home(snap_compare: Snap, make_app: Callable[[], BoothApp]) -> None:
+    assert snap_compare(make_app(), run_before=steps(ready, day))
+
+
+def test_question(snap_compare: Snap, make_app: Callable[[], BoothApp]) -> None:
+    assert snap_compare(make_app(), run_before=steps(ready, day, visit, answers(1)))
+
+
+def test_consent_information(snap_compare: Snap, make_app: Callable[[], BoothApp]) -> None:
+    assert snap_compare(make_app(), run_before=steps(ready, day, visit, answers(2)))
+
+
+def test_consent_item(snap_compare: Snap, make_app: Callable[[], BoothApp]) -> None:
+    assert snap_compare(make_app(), run_before=steps(ready, day, visit, answers(2), keys("enter")))
+
+
+def test_red_flag_question_in_spanish(snap_compare: Snap, make_app: Callable[[], BoothApp]) -> None:
+    async def spanish(pilot: Pilot[None]) -> None:
+        await begin_visit(pilot, "2")
+
+    assert snap_compare(
+        make_app(),
+        run_before=steps(ready, day, spanish, answers(2), keys("enter"), answers(5)),
+    )
+
+
+def test_number_question(snap_compare: Snap, make_app: Callable[[], BoothApp]) -> None:
+    assert snap_compare(
+        make_app(),
+        run_before=steps(ready, day, visit, until_step("symptom_duration_weeks")),
+    )
+
+
+def test_contact(snap_compare: Snap, make_app: Callable[[], BoothApp]) -> None:
+    plan = {**plan_for(fever_or_rigors=True), "c3": True}
+    assert snap_compare(
+        make_app(), run_before=steps(ready, day, visit, until_done(plan), keys("enter"))
+    )
+
+
+def test_refused_consent(snap_compare: Snap, make_app: Callable[[], BoothApp]) -> None:
+    plan = {**SELF_CARE, "c1": False}
+    assert snap_compare(make_app(), run_before=steps(ready, day, visit, until_done(plan)))
+
+
+def test_saved(snap_compare: Snap, make_app: Callable[[], BoothApp]) -> None:
+    assert snap_compare(
+        make_app(),
+        run_before=steps(ready, day, visit, until_done(SELF_CARE), keys("enter", "s")),
+    )
+
+
+def test_emergency(snap_compare: Snap, make_app: Callable[[], BoothApp]) -> None:
+    plan = plan_for(ces_saddle_numbness="new_or_worsening")
+    assert snap_compare(make_app(), run_before=steps(ready, day, visit, until_done(plan)))
+
+
+def test_outcome(snap_compare: Snap, make_app: Callable[[], BoothApp]) -> None:
+    plan = plan_for(osteoporosis=True, night_pain_non_mechanical=True, age_years=61)
+    assert snap_compare(make_app(), run_before=steps(ready, day, visit, until_done(plan)))
+
+
+def test_review(snap_compare: Snap, make_app: Callable[[], BoothApp]) -> None:
+    assert snap_compare(
+        make_app(), run_before=steps(ready, day, visit, until_done(SELF_CARE), keys("enter"))
+    )
+
+
+def test_visit_list(snap_compare: Snap, make_app: Callable[[], BoothApp]) -> None:
+    assert snap_compare(
+        make_app(),
+        run_before=steps(
+            ready,
+            day,
+            visit,
+            until_done(SELF_CARE),
+            keys("enter", "s", "enter"),
+            visit,
+            until_done(
+                {
+                    **plan_for(leg_pain_side="bilateral"),
+                    "leg_pain_nrs": 6,
+                    "sbi_leg_pain": 4,
+                    "sbi_numbness": 2,
+                    "sbi_weakness": 1,
+                    "sbi_sitting": 3,
+                }
+            ),
+            keys("enter", "s", "enter", "l"),
+        ),
+    )
+
+
+def test_visit_detail(snap_compare: Snap, make_app: Callable[[], BoothApp]) -> None:
+    assert snap_compare(
+        make_app(),
+        run_before=steps(
+            ready,
+            day,
+            visit,
+            until_done(plan_for(history_of_cancer=True, weight_loss="unexplained")),
+            keys("enter", "s", "enter", "l", "enter"),
+        ),
+    )
