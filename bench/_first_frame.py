@@ -14,6 +14,10 @@ from typing import Any
 def _probe(app_cls: type[Any], out: Any) -> type[Any]:
     class Probe(app_cls):  # type: ignore[misc, valid-type]
         def on_mount(self) -> None:
+            # the app's own mount runs first: its first screen is part of the frame
+            mount = getattr(super(), "on_mount", None)
+            if mount is not None:
+                mount()
             self.call_after_refresh(self._first_frame)
 
         def _first_frame(self) -> None:

@@ -168,7 +168,7 @@ class VisitService:
             self._consent_record(consent_row),
         ]
         self.store.add_visit(visit_row, version_row, consent_row, records, draft_id=draft_id)
-        found = self.store.visit(visit_id)
+        found = self.store.visit(visit_id, history=False)
         assert found is not None
         return found
 
