@@ -17,6 +17,7 @@ from typing import Any
 CONFIG_ENV = "POPUP_KIT_CONFIG"
 DATA_DIR_ENV = "POPUP_KIT_DATA_DIR"
 SLIP_FORMATS = ("receipt80", "receipt58", "a6")
+MAX_BASE_URL_LENGTH = 91  # printouts.payload: the longest base whose slip URL fits QR v7-M
 
 
 class ConfigError(Exception):
@@ -34,12 +35,20 @@ class KitConfig:
     thresholds: dict[str, int] = field(default_factory=dict)
     printer_name: str = ""
     slip_format: str = "receipt80"
+    save_dir: str = ""
     server_base_url: str = "https://triage.example.org"
     retention_days: int = 7
     controller: str = ""
     provider: str = ""
     source: str = "embedded default"
     data_dir: Path = field(default_factory=lambda: default_data_dir())
+
+    @property
+    def slips_dir(self) -> Path:
+        """Where every printout is saved (printed or not), for the volunteer to find."""
+        if self.save_dir:
+            return Path(self.save_dir).expanduser()
+        return self.data_dir / "slips"
 
     @property
     def db_path(self) -> Path:
@@ -135,6 +144,14 @@ def load_config(path: str | os.PathLike[str] | None = None) -> KitConfig:
     for key, value in thresholds.items():
         if not isinstance(value, int) or isinstance(value, bool):
             raise ConfigError(f"[thresholds] {key} must be a whole number, not {value!r}")
+    base_url = _get(data, "server", "base_url", str).rstrip("/")
+    if not base_url.startswith(("http://", "https://")) or not base_url.isascii():
+        raise ConfigError("[server] base_url must be an ASCII http(s):// address")
+    if len(base_url) > MAX_BASE_URL_LENGTH:
+        raise ConfigError(
+            f"[server] base_url is {len(base_url)} characters; at most {MAX_BASE_URL_LENGTH} "
+            "keep the slip's QR small enough to scan (version 7)"
+        )
     min_age = _get(data, "screening", "min_self_consent_age", int)
     if not 0 < min_age < 120:
         raise ConfigError("[screening] min_self_consent_age must be between 1 and 119")
@@ -148,7 +165,8 @@ def load_config(path: str | os.PathLike[str] | None = None) -> KitConfig:
         thresholds=dict(thresholds),
         printer_name=_get(data, "printer", "name", str),
         slip_format=slip_format,
-        server_base_url=_get(data, "server", "base_url", str).rstrip("/"),
+        save_dir=_get(data, "printer", "save_dir", str),
+        server_base_url=base_url,
         retention_days=_get(data, "sync", "retention_days", int),
         controller=_get(data, "consent", "controller", str),
         provider=_get(data, "consent", "provider", str),

@@ -91,6 +91,7 @@ class VisitRecord:
     sync_state: SyncState
     purged: bool = False
     history: tuple[VisitVersion, ...] = field(default_factory=tuple)
+    consent_version: str = ""
 
     @property
     def rule_ids(self) -> list[str]:
@@ -138,7 +139,8 @@ class Draft:
 class UnsentStatus:
     """What is still only on this laptop (outbox rows not yet confirmed by the server)."""
 
-    count: int
+    count: int  # records (visit versions, consent events) not yet confirmed
     oldest: datetime | None
     set_aside: int = 0
     last_error: str | None = None
+    visits: int = 0  # visits with at least one such record

@@ -50,3 +50,17 @@ def test_repository_kit_toml_is_the_embedded_default() -> None:
 
     root = Path(__file__).resolve().parent.parent / "kit.toml"
     assert root.read_text("utf-8") == default_config_text()
+
+
+def test_base_url_must_fit_a_small_qr(tmp_path: Path) -> None:
+    from popup_kit.config import MAX_BASE_URL_LENGTH as CHECKED
+    from printouts.payload import MAX_BASE_URL_LENGTH
+
+    assert CHECKED == MAX_BASE_URL_LENGTH
+    path = tmp_path / "kit.toml"
+    path.write_text(f'[server]\nbase_url = "https://{"a" * 90}.org"\n')
+    with pytest.raises(ConfigError, match="at most 91"):
+        load_config(path)
+    path.write_text('[server]\nbase_url = "ftp://triage.org"\n')
+    with pytest.raises(ConfigError, match="http"):
+        load_config(path)

@@ -58,6 +58,8 @@ SELECT v.visit_id, v.kit_id, v.referral_code, v.created_at AS visit_created_at,
        vv.contact_name, vv.contact_phone, vv.purged_at,
        (SELECT items FROM consent_event c WHERE c.visit_id = v.visit_id
          ORDER BY c.created_at DESC, c.rowid DESC LIMIT 1) AS consent_items,
+       (SELECT text_version FROM consent_event c WHERE c.visit_id = v.visit_id
+         AND c.kind = 'initial' LIMIT 1) AS consent_version,
        (SELECT state FROM outbox o WHERE o.record_id = vv.record_id) AS sync_state
 FROM visit v JOIN visit_version vv
   ON vv.visit_id = v.visit_id AND vv.version = v.latest_version
@@ -301,11 +303,13 @@ class Store:
 
     def unsent(self) -> UnsentStatus:
         with self.engine.connect() as conn:
-            count, oldest, set_aside = conn.execute(
+            count, oldest, set_aside, visits = conn.execute(
                 text(
                     "SELECT SUM(state IN ('pending', 'sent')), "
                     "MIN(CASE WHEN state IN ('pending', 'sent') THEN created_at END), "
-                    "SUM(state = 'set_aside') FROM outbox"
+                    "SUM(state = 'set_aside'), "
+                    "COUNT(DISTINCT CASE WHEN state IN ('pending', 'sent') THEN visit_id END) "
+                    "FROM outbox"
                 )
             ).one()
             error = conn.execute(
@@ -319,6 +323,7 @@ class Store:
             oldest=parse_iso(oldest) if oldest else None,
             set_aside=int(set_aside or 0),
             last_error=str(error) if error else None,
+            visits=int(visits or 0),
         )
 
     def audit(self, visit_id: str | None = None) -> list[dict[str, Any]]:
@@ -393,6 +398,7 @@ class Store:
             startback=outcome.get("startback"),
             sbi_total=outcome.get("sbi_total"),
             consent={str(k): bool(v) for k, v in consent.items()},
+            consent_version=row["consent_version"] or "",
             contact=contact,
             status="void" if row["status"] == "void" else "active",
             void_reason=row["void_reason"],

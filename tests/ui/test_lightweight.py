@@ -6,14 +6,27 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
+from popup_kit.domain import UnsentStatus
 from popup_kit.ui.screens.home import age_words, unsent_line
 
 
 def test_unsent_line_gives_count_and_age_of_oldest() -> None:
     now = datetime(2026, 11, 22, 18, 0, tzinfo=UTC)
-    assert unsent_line(0, None, now) == "unsent: 0"
-    assert unsent_line(3, now - timedelta(hours=2, minutes=5), now) == "unsent: 3 (oldest 2h)"
-    assert unsent_line(1, now - timedelta(minutes=45), now) == "unsent: 1 (oldest 45m)"
+    assert unsent_line(UnsentStatus(0, None), now).startswith("Everything recorded here")
+    two_hours = UnsentStatus(6, now - timedelta(hours=2, minutes=5), visits=3)
+    assert unsent_line(two_hours, now) == "Not sent yet: 3 visits (6 records), oldest 2h"
+    one = UnsentStatus(
+        2,
+        now - timedelta(minutes=45),
+        visits=1,
+        set_aside=1,
+        last_error="the server refused the kit's credential",
+    )
+    assert unsent_line(one, now).splitlines() == [
+        "Not sent yet: 1 visit (2 records), oldest 45m",
+        "Set aside (need a coordinator): 1",
+        "Last sync problem: the server refused the kit's credential",
+    ]
     assert age_words(timedelta(days=3)) == "3d"
 
 

@@ -70,7 +70,8 @@ async def test_self_care_visit_is_saved_without_contact(
         counts = text_of(app, "#counts")
         assert re.search(r"Self-care\s+1\b", counts)
         assert re.search(r"Urgent\s+0\b", counts)
-        assert text_of(app, "#unsent") == "unsent: 2 (oldest 0m)"  # the visit and its consent
+        # the visit and its consent record
+        assert text_of(app, "#unsent") == "Not sent yet: 1 visit (2 records), oldest 0m"
     service = stored()
     (visit,) = service.list_visits()
     assert visit.code == code and visit.triage == "self_care"

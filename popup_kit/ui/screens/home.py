@@ -12,6 +12,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 if TYPE_CHECKING:
+    from popup_kit.domain import UnsentStatus
     from popup_kit.ui.app import BoothApp
 
 COUNT_ROWS = (
@@ -35,10 +36,20 @@ def age_words(delta: timedelta) -> str:
     return f"{minutes // (24 * 60)}d"
 
 
-def unsent_line(count: int, oldest: datetime | None, now: datetime) -> str:
-    if count == 0 or oldest is None:
-        return f"unsent: {count}"
-    return f"unsent: {count} (oldest {age_words(now - oldest)})"
+def unsent_line(unsent: UnsentStatus, now: datetime) -> str:
+    """What is still only on this laptop, in words."""
+    if unsent.count == 0:
+        line = "Everything recorded here has reached the triage server."
+    else:
+        visits = f"{unsent.visits} visit{'s' if unsent.visits != 1 else ''}"
+        line = f"Not sent yet: {visits} ({unsent.count} records)"
+        if unsent.oldest is not None:
+            line += f", oldest {age_words(now - unsent.oldest)}"
+    if unsent.set_aside:
+        line += f"\nSet aside (need a coordinator): {unsent.set_aside}"
+    if unsent.last_error:
+        line += f"\nLast sync problem: {unsent.last_error}"
+    return line
 
 
 class HomeScreen(Screen[None]):
@@ -90,7 +101,7 @@ class HomeScreen(Screen[None]):
         for key, label in COUNT_ROWS:
             lines.append(f"  {label:<16} {counts.get(key, 0):>4}")
         self.query_one("#counts", Static).update("\n".join(lines))
-        self.query_one("#unsent", Static).update(unsent_line(unsent.count, unsent.oldest, now))
+        self.query_one("#unsent", Static).update(unsent_line(unsent, now))
         self.query_one("#drafts", Static).update(
             f"{drafts} unfinished visit(s): press [b]r[/b] to resume" if drafts else ""
         )

@@ -11,7 +11,10 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
+from popup_kit.ui.screens.printing import PrintingScreen, show_qr
+
 if TYPE_CHECKING:
+    from popup_kit.domain import VisitRecord
     from popup_kit.ui.app import BoothApp
 
 LEVEL_TITLES = {
@@ -222,18 +225,24 @@ class ReviewScreen(Screen[None]):
             )
             return
         self.app.visit = None
-        self.app.switch_screen(SavedScreen(str(summary.code), str(summary.triage)))
+        self.app.switch_screen(SavedScreen(summary))
 
 
-class SavedScreen(Screen[None]):
-    app: BoothApp
+class SavedScreen(PrintingScreen):
+    """The visit is stored: its code, and the slip printing (or the QR on screen)."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter,escape", "home", "Home", priority=True)]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter,escape", "home", "Home", priority=True),
+        Binding("p", "print", "Print again"),
+        Binding("c", "consent_copy", "Consent copy"),
+        Binding("q", "qr", "QR on screen"),
+    ]
 
-    def __init__(self, code: str, triage: str) -> None:
+    def __init__(self, visit: VisitRecord) -> None:
         super().__init__()
-        self.code = code
-        self.triage = triage
+        self.visit = visit
+        self.code = visit.code
+        self.triage = visit.triage
 
     def compose(self) -> ComposeResult:
         yield Static("popup-kit · visit saved", classes="title-bar")
@@ -244,8 +253,29 @@ class SavedScreen(Screen[None]):
                 f"Outcome: {LEVEL_TITLES.get(self.triage, self.triage)}",
                 classes=f"level level-{self.triage}",
             )
-            yield Static("Enter: back to home", classes="hint")
+            yield Static("Printing the slip…", id="print-status")
+            yield Static(
+                "Enter: home · p: print again · c: consent copy · q: QR on screen",
+                classes="hint",
+            )
         yield Footer()
+
+    def on_mount(self) -> None:
+        self.print_visit(self.visit)
+
+    def show_print_result(self, ok: bool, text: str) -> None:
+        self.query_one("#print-status", Static).update(text)
+
+    def action_print(self) -> None:
+        self.query_one("#print-status", Static).update("Printing the slip…")
+        self.print_visit(self.visit)
+
+    def action_consent_copy(self) -> None:
+        self.query_one("#print-status", Static).update("Printing the consent copy…")
+        self.print_visit(self.visit, "consent")
+
+    def action_qr(self) -> None:
+        show_qr(self.app, self.visit)
 
     def action_home(self) -> None:
         self.app.go_home()

@@ -11,6 +11,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from popup_kit.ui.screens.outcome import LEVEL_TITLES
+from popup_kit.ui.screens.printing import PrintingScreen, show_qr
 
 if TYPE_CHECKING:
     from popup_kit.domain import VisitRecord
@@ -132,13 +133,13 @@ class VisitListScreen(Screen[None]):
         self.app.pop_screen()
 
 
-class VisitDetailScreen(Screen[None]):
-    """One visit: answers, outcome and versions; correct or void it."""
-
-    app: BoothApp
+class VisitDetailScreen(PrintingScreen):
+    """One visit: answers, outcome and versions; reprint, correct or void it."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Back"),
+        Binding("p", "reprint", "Reprint slip"),
+        Binding("q", "qr", "QR on screen"),
         Binding("c", "correct", "Correct"),
         Binding("v", "void", "Void"),
     ]
@@ -207,11 +208,22 @@ class VisitDetailScreen(Screen[None]):
                 )
         self.query_one("#detail-text", Static).update("\n".join(lines))
         self.query_one("#detail-title", Static).update(
-            f"popup-kit · visit {visit.code} · c: correct · v: void"
+            f"popup-kit · visit {visit.code} · p: reprint · q: QR · c: correct · v: void"
         )
 
     def action_close(self) -> None:
         self.app.pop_screen()
+
+    def action_reprint(self) -> None:
+        visit = self.record()
+        if visit is not None:
+            self.notify("Printing the slip…")
+            self.print_visit(visit)
+
+    def action_qr(self) -> None:
+        visit = self.record()
+        if visit is not None:
+            show_qr(self.app, visit)
 
     def action_correct(self) -> None:
         visit = self.record()

@@ -1,0 +1,152 @@
+"""The QR payload: ``BASE/r/CODE?s=SIG``, signed with a secret only this kit holds.
+
+* ``CODE`` is the compact canonical code (15 symbols, no dashes).
+* ``SIG`` is the first 50 bits of HMAC-SHA256(kit secret, ``"popup-kit/slip/v1:" + CODE``)
+  written as 10 Crockford base32 symbols. The server can verify it before the kit has
+  synced: it tries the key of each enrolled kit (a handful per deployment), so the URL
+  carries no kit identifier. 50 bits plus rate limiting make forging impractical.
+* The URL is kept exactly as built (byte mode in the QR): the base URL comes from
+  ``kit.toml`` and may contain a lower-case path, so it is not upper-cased for the QR's
+  alphanumeric mode. A version 7 QR at level M holds 122 bytes, so a base URL of at most
+  :data:`MAX_BASE_URL_LENGTH` (91) characters always fits version 7 or less; the default
+  base gives version 4 (33 modules), the largest and easiest to scan.
+
+No personal or health data is ever part of the URL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from printouts.codes import CODE_LENGTH, CodeError, compact_code, normalize_code
+
+SIGNATURE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32
+SIGNATURE_LENGTH = 10  # 50 bits
+KEY_FILE = "kit-slip-key.json"
+QR_V7_M_BYTES = 122  # byte-mode capacity of a version 7 QR at error correction M
+MAX_BASE_URL_LENGTH = QR_V7_M_BYTES - len("/r/?s=") - CODE_LENGTH - SIGNATURE_LENGTH  # 91
+_DOMAIN = b"popup-kit/slip/v1:"
+
+
+class PayloadError(ValueError):
+    """A URL that is not one of our referral URLs, or a malformed one."""
+
+
+@dataclass(frozen=True)
+class KitKey:
+    """This kit's slip-signing secret (registered with the server by sync)."""
+
+    kit_id: str
+    secret: bytes
+
+    @property
+    def key_id(self) -> str:
+        """A short public fingerprint of the secret, for logs and enrolment checks."""
+        return hashlib.sha256(b"popup-kit/key-id:" + self.secret).hexdigest()[:12]
+
+
+def load_or_create_kit_key(data_dir: Path, kit_id: str = "") -> KitKey:
+    """Read the kit's key from ``data_dir``, creating it (mode 0600) on first run.
+
+    Creation is atomic: the file is written under a temporary name and linked into
+    place, so two processes starting at once end up with the same key.
+    """
+    path = data_dir / KEY_FILE
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        doc = {"version": 1, "kit_id": kit_id, "secret": secrets.token_hex(32)}
+        tmp = data_dir / f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as fh:
+                json.dump(doc, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    try:
+        doc = json.loads(path.read_text("ascii"))
+        secret = bytes.fromhex(doc["secret"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PayloadError(f"the kit's slip key {path} is unreadable: {exc}") from exc
+    if len(secret) < 16:
+        raise PayloadError(f"the kit's slip key {path} is too short")
+    return KitKey(kit_id=str(doc.get("kit_id") or kit_id), secret=secret)
+
+
+def _b32(data: bytes, length: int) -> str:
+    number = int.from_bytes(data, "big")
+    total_bits = len(data) * 8
+    out = []
+    for i in range(length):
+        shift = total_bits - 5 * (i + 1)
+        out.append(SIGNATURE_ALPHABET[(number >> shift) & 31])
+    return "".join(out)
+
+
+def sign_code(code: str, secret: bytes) -> str:
+    """The 10-symbol signature of ``code`` (any accepted spelling) under ``secret``."""
+    mac = hmac.new(secret, _DOMAIN + compact_code(code).encode("ascii"), hashlib.sha256)
+    return _b32(mac.digest(), SIGNATURE_LENGTH)
+
+
+def verify_signature(code: str, sig: str, secret: bytes) -> bool:
+    """True when ``sig`` is this secret's signature of ``code``; constant-time compare."""
+    try:
+        expected = sign_code(code, secret)
+    except CodeError:
+        return False
+    return hmac.compare_digest(expected, sig.strip().upper())
+
+
+def slip_url(base_url: str, code: str, key: KitKey | bytes) -> str:
+    """``BASE/r/CODE?s=SIG`` for the slip's QR."""
+    secret = key.secret if isinstance(key, KitKey) else key
+    base = base_url.strip().rstrip("/")
+    parts = urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise PayloadError(f"server base URL must be http(s)://host[/path], got {base_url!r}")
+    if parts.query or parts.fragment:
+        raise PayloadError("server base URL must not have a query or fragment")
+    if not base.isascii():
+        raise PayloadError("server base URL must be ASCII (use the punycode host name)")
+    if len(base) > MAX_BASE_URL_LENGTH:
+        raise PayloadError(
+            f"server base URL is {len(base)} characters; at most {MAX_BASE_URL_LENGTH} keep "
+            "the slip's QR code small enough to scan (version 7)"
+        )
+    return f"{base}/r/{compact_code(code)}?s={sign_code(code, secret)}"
+
+
+def parse_slip_url(url: str) -> tuple[str, str, str]:
+    """Split a referral URL into ``(base, code, sig)``; ``code`` is canonical dashed.
+
+    Raises :class:`PayloadError` for anything that is not ``http(s)://.../r/CODE?s=SIG``
+    and :class:`~printouts.codes.CodeError` when the code's check character fails.
+    """
+    text = url.strip()
+    parts = urlsplit(text)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        raise PayloadError("not a referral URL: it is not a web address")
+    head, sep, tail = parts.path.rpartition("/r/")
+    if not sep or not tail or "/" in tail:
+        raise PayloadError("not a referral URL: the address has no /r/CODE part")
+    sigs = parse_qs(parts.query).get("s", [])
+    if len(sigs) != 1 or not sigs[0]:
+        raise PayloadError("not a referral URL: the signature (?s=...) is missing")
+    sig = sigs[0].strip().upper()
+    if len(sig) != SIGNATURE_LENGTH or any(ch not in SIGNATURE_ALPHABET for ch in sig):
+        raise PayloadError("not a referral URL: the signature is malformed")
+    code = normalize_code(tail)
+    base = f"{parts.scheme}://{parts.netloc}{head}"
+    return base, code, sig

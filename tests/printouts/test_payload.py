@@ -1,0 +1,178 @@
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from printouts.codes import CodeError, new_referral_code
+from printouts.payload import (
+    KEY_FILE,
+    MAX_BASE_URL_LENGTH,
+    KitKey,
+    PayloadError,
+    load_or_create_kit_key,
+    parse_slip_url,
+    sign_code,
+    slip_url,
+    verify_signature,
+)
+from printouts.qr import qr_matrix, qr_text_art
+
+
+def test_key_created_once_private_and_stable(tmp_path: Path) -> None:
+    key = load_or_create_kit_key(tmp_path, "kit-a")
+    path = tmp_path / KEY_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(key.secret) == 32 and key.kit_id == "kit-a"
+    assert load_or_create_kit_key(tmp_path) == key
+    assert load_or_create_kit_key(tmp_path / "other").secret != key.secret
+
+
+def test_url_roundtrip_and_signature(kit_key: KitKey) -> None:
+    code = new_referral_code()
+    url = slip_url("https://triage.example.org/", code, kit_key)
+    compact = code.replace("-", "")
+    assert url.startswith(f"https://triage.example.org/r/{compact}?s=")
+    assert url.isascii()
+    base, parsed, sig = parse_slip_url(url)
+    assert (base, parsed) == ("https://triage.example.org", code)
+    assert verify_signature(parsed, sig, kit_key.secret)
+    assert verify_signature(code.lower(), sig.lower(), kit_key.secret)
+    other = KitKey("kit-b", b"x" * 32)
+    assert not verify_signature(parsed, sig, other.secret)
+    assert not verify_signature(new_referral_code(), sig, kit_key.secret)
+    assert sign_code(code, kit_key.secret) == sig
+
+
+def test_url_with_path_base(kit_key: KitKey) -> None:
+    code = new_referral_code()
+    url = slip_url("https://health.example.org/booths/triage", code, kit_key)
+    base, parsed, _ = parse_slip_url(url)
+    assert base == "https://health.example.org/booths/triage" and parsed == code
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://example.com/",
+        "WIFI:S:market;T:WPA;P:secret;;",
+        "https://triage.example.org/r/ABC",  # no signature
+        "https://triage.example.org/x/ABCDE?s=0123456789",
+        "https://triage.example.org/r/{code}?s=short",
+    ],
+)
+def test_foreign_urls_are_rejected(url: str) -> None:
+    with pytest.raises((PayloadError, CodeError)):
+        parse_slip_url(url.format(code=new_referral_code()))
+
+
+def test_bad_check_character_in_url(kit_key: KitKey) -> None:
+    code = new_referral_code()
+    url = slip_url("https://triage.example.org", code, kit_key)
+    i = url.index("/r/") + 3
+    bad = url[:i] + ("0" if url[i] != "0" else "1") + url[i + 1 :]
+    with pytest.raises(CodeError, match="check character"):
+        parse_slip_url(bad)
+
+
+@pytest.mark.parametrize(
+    "base",
+    [
+        "https://triage.example.org",  # the default: version 4
+        "https://referrals.regional-health-board.example/booths/north-district",
+        "https://" + "a" * (MAX_BASE_URL_LENGTH - len("https://.org")) + ".org",  # the longest
+    ],
+)
+def test_any_accepted_base_fits_qr_version_7_at_level_m(kit_key: KitKey, base: str) -> None:
+    for _ in range(20):
+        url = slip_url(base, new_referral_code(), kit_key)
+        reference = qrcode_for(url)  # level M, smallest version that holds the URL
+        printed = qr_matrix(url)
+        assert printed.version == reference.version <= 7
+        assert [list(r) for r in printed.rows] == reference.get_matrix()
+    if base == "https://triage.example.org":
+        assert qr_matrix(slip_url(base, new_referral_code(), kit_key)).version == 4
+
+
+def qrcode_for(url: str) -> Any:
+    import qrcode
+    from qrcode.constants import ERROR_CORRECT_M
+
+    qr = qrcode.QRCode(error_correction=ERROR_CORRECT_M, border=4)
+    qr.add_data(url)
+    qr.make(fit=True)
+    return qr
+
+
+def test_a_base_too_long_for_a_small_qr_is_refused(kit_key: KitKey) -> None:
+    base = "https://" + "a" * (MAX_BASE_URL_LENGTH + 1 - len("https://.org")) + ".org"
+    with pytest.raises(PayloadError, match=f"at most {MAX_BASE_URL_LENGTH}"):
+        slip_url(base, new_referral_code(), kit_key)
+
+
+@pytest.mark.parametrize(
+    ("base", "message"),
+    [
+        ("triage.example.org", "must be http"),
+        ("https://triage.example.org/?x=1", "query or fragment"),
+        ("https://triage.exämple.org", "ASCII"),
+    ],
+)
+def test_bad_base_urls(kit_key: KitKey, base: str, message: str) -> None:
+    with pytest.raises(PayloadError, match=message):
+        slip_url(base, new_referral_code(), kit_key)
+
+
+def _race_for_key(directory: str) -> str:
+    return load_or_create_kit_key(Path(directory)).secret.hex()
+
+
+def test_kits_first_run_racing_processes_agree_on_one_key(tmp_path: Path) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(8, mp_context=multiprocessing.get_context("fork")) as pool:
+        secrets = set(pool.map(_race_for_key, [str(tmp_path)] * 32))
+    assert len(secrets) == 1
+    assert [p.name for p in tmp_path.iterdir()] == [KEY_FILE]  # no temporary files left
+
+
+def test_unreadable_key_file_says_so(tmp_path: Path) -> None:
+    (tmp_path / KEY_FILE).write_text("{not json")
+    with pytest.raises(PayloadError, match=r"slip key .* is unreadable"):
+        load_or_create_kit_key(tmp_path)
+
+
+def test_text_art_shape(kit_key: KitKey) -> None:
+    url = slip_url("https://triage.example.org", new_referral_code(), kit_key)
+    art = qr_text_art(url)
+    lines = art.splitlines()
+    size = qr_matrix(url).size
+    assert len(lines) == (size + 1) // 2
+    assert all(len(line) == size for line in lines)
+    # The quiet zone is light: drawn as full blocks on the first line.
+    assert set(lines[0]) == {"█"}
+    assert set(qr_text_art(url, dark_on_light=False).splitlines()[0]) == {" "}
+
+
+def test_text_art_scans_back(kit_key: KitKey) -> None:
+    from PIL import Image
+
+    from printouts.scan import decode_qr_texts
+
+    url = slip_url("https://triage.example.org", new_referral_code(), kit_key)
+    lines = qr_text_art(url).splitlines()
+    # Each character is one module wide and two tall; a block is light on a dark terminal.
+    scale = 6
+    img = Image.new("L", (len(lines[0]) * scale, len(lines) * 2 * scale), 0)
+    for y, line in enumerate(lines):
+        for x, ch in enumerate(line):
+            top = ch in "█▀"
+            bottom = ch in "█▄"
+            for half, lit in ((0, top), (1, bottom)):
+                if lit:
+                    box = (x * scale, (2 * y + half) * scale)
+                    img.paste(255, (*box, box[0] + scale, box[1] + scale))
+    assert decode_qr_texts(img) == [url]
