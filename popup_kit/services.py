@@ -250,6 +250,29 @@ class VisitService:
         )
         return self._existing(visit_id)
 
+    def withdraw_consent(self, visit_id: str, volunteer: str) -> VisitRecord:
+        """The person withdraws: a withdrawal event (every item refused) goes to the centre,
+        which then keeps only the fact of withdrawal; contact details go from here now."""
+        current = self._existing(visit_id)
+        if not any(current.consent.values()):
+            raise VisitRefused(f"consent for visit {current.code} is already withdrawn")
+        now = self.clock()
+        row = ConsentRow(
+            consent_id=str(uuid.uuid4()),
+            visit_id=visit_id,
+            kind="withdrawal",
+            items=json.dumps({item: False for item in CONSENT_ITEMS}, sort_keys=True),
+            text_version=current.consent_version or self.forms.consent_version,
+            text_hash="",
+            language=current.language,
+            method="withdrawn at the booth",
+            volunteer=volunteer.strip() or "booth",
+            created_at=iso(now),
+        )
+        self.store.add_consent_event(row, self._consent_record(row))
+        self.store.forget_contact(visit_id, reason="consent withdrawn")
+        return self._existing(visit_id)
+
     def record_tally(self, kind: str, volunteer: str = "") -> None:
         """A visit that stopped before consent: only that it happened is kept."""
         if kind not in TALLY_KINDS:

@@ -45,6 +45,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add.add_argument("--answers", required=True, metavar="FILE", help="JSON visit ('-' = stdin)")
     add.add_argument("--json", action="store_true", help='print {"id", "code", "triage"}')
 
+    wd = add_command(
+        sub,
+        "withdraw",
+        "Record that the person withdraws consent for a visit (by its referral code): the "
+        "centre keeps only the fact of withdrawal, and contact details are removed here.",
+        _withdraw,
+    )
+    wd.add_argument("code", help="referral code from the person's slip")
+    wd.add_argument("--volunteer", default="coordinator", help="who records the withdrawal")
+    wd.add_argument("--json", action="store_true", help="print JSON")
+
     ls = add_command(sub, "visits", "List the visits in this kit's store, newest first.", _visits)
     ls.add_argument("--date", metavar="YYYY-MM-DD", help="only this day ('today' works too)")
     ls.add_argument("--search", metavar="TEXT", help="code, volunteer or outcome")
@@ -153,6 +164,30 @@ def _visit_add(args: argparse.Namespace) -> int:
         print(json.dumps({"id": saved.visit_id, "code": saved.code, "triage": saved.triage}))
     else:
         print(f"visit {saved.visit_id} saved: code {saved.code}, outcome {saved.triage}")
+    return 0
+
+
+def _withdraw(args: argparse.Namespace) -> int:
+    from popup_kit.domain import VisitRefused
+
+    config = config_from(args)
+    service = _service(config)
+    try:
+        visit = service.find_by_code(args.code)
+        if visit is None:
+            raise CommandError(f"no visit with code {args.code!r} in this kit's store")
+        try:
+            after = service.withdraw_consent(visit.visit_id, args.volunteer)
+        except VisitRefused as exc:
+            raise CommandError(str(exc)) from None
+    finally:
+        service.close()
+    if args.json:
+        print(json.dumps({"id": after.visit_id, "code": after.code, "consent": after.consent}))
+    else:
+        print(
+            f"consent withdrawn for {after.code}; it will reach the triage server at the next sync"
+        )
     return 0
 
 

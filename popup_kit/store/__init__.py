@@ -180,6 +180,28 @@ class Store:
             session.flush()
             enqueue(session.connection(), record, now=now)
 
+    def forget_contact(self, visit_id: str, *, reason: str) -> int:
+        """Remove the contact details from every version of a visit; returns how many
+        versions held any."""
+        now = iso(self.clock())
+        with self.writing() as session:
+            rows = session.exec(
+                select(VisitVersionRow).where(VisitVersionRow.visit_id == visit_id)
+            ).all()
+            changed = 0
+            for row in rows:
+                if row.contact_name is not None or row.contact_phone is not None:
+                    row.contact_name = row.contact_phone = None
+                    row.purged_at = row.purged_at or now
+                    session.add(row)
+                    changed += 1
+            session.add(
+                AuditRow(
+                    at=now, actor="kit", action="contact_removed", visit_id=visit_id, detail=reason
+                )
+            )
+            return changed
+
     def save_draft(self, draft_id: str, volunteer: str, language: str, state: str) -> None:
         now = iso(self.clock())
         with self.writing() as session:

@@ -194,3 +194,19 @@ def test_drafts_round_trip_and_go_with_the_visit(service: VisitService) -> None:
     assert len(drafts) == 1 and drafts[0].state == {"answers": {"age_years": 41}}
     service.record_visit(visit_input(), draft_id="d1")
     assert service.load_drafts() == []
+
+
+def test_withdrawal_travels_and_removes_contact_here(service: VisitService) -> None:
+    first = service.record_visit(with_contact())
+    after = service.withdraw_consent(first.visit_id, "CD")
+    assert after.consent == {f"c{i}": False for i in range(1, 6)}
+    assert after.contact is None and after.purged
+    rows = outbox(service)
+    assert [r["record_type"] for r in rows] == ["visit", "consent", "consent"]
+    body = json.loads(rows[-1]["payload"])["body"]
+    assert body["kind"] == "withdrawal" and body["visit_id"] == first.visit_id
+    assert not any(body["items"].values())
+    with pytest.raises(VisitRefused, match="already withdrawn"):
+        service.withdraw_consent(first.visit_id, "CD")
+    actions = [a["action"] for a in service.store.audit(first.visit_id)]
+    assert actions == ["visit_saved", "consent_withdrawal", "contact_removed"]

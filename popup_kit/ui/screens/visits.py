@@ -142,6 +142,7 @@ class VisitDetailScreen(PrintingScreen):
         Binding("q", "qr", "QR on screen"),
         Binding("c", "correct", "Correct"),
         Binding("v", "void", "Void"),
+        Binding("w", "withdraw", "Withdraw consent"),
     ]
 
     def __init__(self, visit_id: str) -> None:
@@ -235,6 +236,34 @@ class VisitDetailScreen(PrintingScreen):
         from popup_kit.ui.screens.correct import CorrectScreen
 
         self.app.push_screen(CorrectScreen(visit))
+
+    def action_withdraw(self) -> None:
+        from popup_kit.ui.screens.dialogs import ConfirmScreen
+
+        visit = self.record()
+        if visit is None:
+            return
+
+        def confirmed(sure: bool | None) -> None:
+            if not sure:
+                return
+            backend = self.app.backend
+            assert backend is not None
+            try:
+                backend.service.withdraw_consent(self.visit_id, self.app.volunteer)
+            except Exception as exc:
+                self.notify(f"Not recorded: {exc}", severity="error")
+                return
+            self.notify("Consent withdrawn; contact details removed from this laptop.")
+            self.reload()
+
+        self.app.push_screen(
+            ConfirmScreen(
+                f"Withdraw all consent for {visit.code}? The centre will keep only the fact "
+                "of withdrawal."
+            ),
+            confirmed,
+        )
 
     def action_void(self) -> None:
         from popup_kit.ui.screens.dialogs import ConfirmScreen, ReasonScreen
