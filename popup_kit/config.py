@@ -38,6 +38,7 @@ class KitConfig:
     save_dir: str = ""
     server_base_url: str = "https://triage.example.org"
     retention_days: int = 7
+    sync_interval: int = 60
     controller: str = ""
     provider: str = ""
     source: str = "embedded default"
@@ -168,6 +169,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> KitConfig:
         save_dir=_get(data, "printer", "save_dir", str),
         server_base_url=base_url,
         retention_days=_get(data, "sync", "retention_days", int),
+        sync_interval=_get(data, "sync", "interval_seconds", int),
         controller=_get(data, "consent", "controller", str),
         provider=_get(data, "consent", "provider", str),
         source=source,

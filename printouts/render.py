@@ -106,6 +106,26 @@ class DaySummaryData:
     emergency_number: str = ""
 
 
+@dataclass(frozen=True)
+class ReconciliationData:
+    """Where every record of the period is, for the coordinator (no codes of answers)."""
+
+    booth_name: str
+    event: str
+    day: dt.date | None  # None: every day in the store
+    kit_id: str
+    visits: int
+    records: int
+    sent: int
+    confirmed: int
+    conflicts: Sequence[tuple[str, str]] = ()  # (referral code, reason)
+    set_aside: Sequence[tuple[str, str]] = ()
+    purged_visits: int = 0
+    only_here: int = 0
+    only_here_codes: Sequence[str] = ()
+    last_error: str = ""
+
+
 class RenderError(ValueError):
     """The data cannot make this printout; the message says why."""
 
@@ -662,6 +682,53 @@ def render_day_summary(data: DaySummaryData, fmt: str = "receipt80") -> bytes:
         _ces_card(flow, lang, data.emergency_number)
 
     return _produce(fmt, f"Day summary {data.day.isoformat()}", build, one_page=False)
+
+
+def render_reconciliation(data: ReconciliationData, fmt: str = "receipt80") -> bytes:
+    """The end-of-day sync reconciliation: captured, sent, confirmed, conflicts, set
+    aside, purged, still only on this laptop, and a plain verdict."""
+
+    def build(flow: _Flow) -> None:
+        flow.text("Sync reconciliation", bold=True, size=flow.size + 4, align="center")
+        if data.day is not None:
+            _header(flow, data.booth_name, data.event, data.day, "en")
+        else:
+            flow.text(f"{data.booth_name} · all days", align="center")
+            flow.rule()
+        flow.text(f"Kit: {data.kit_id}", size=flow.size - 1, align="center")
+        ok = data.only_here == 0 and not data.conflicts and not data.set_aside
+        verdict = (
+            "Every record reached the triage server, confirmed by a receipt."
+            if ok
+            else "NOT everything is confirmed: see below."
+        )
+        flow.text(verdict, bold=True, inverse=not ok, after=0.6)
+        for words, value in (
+            ("Captured", f"{data.visits} visits ({data.records} records)"),
+            ("Sent", f"{data.sent} records"),
+            ("Confirmed by receipt", f"{data.confirmed} records"),
+            ("Conflicts", str(len(data.conflicts))),
+            ("Set aside", str(len(data.set_aside))),
+            ("Purged (contact removed)", f"{data.purged_visits} visits"),
+            ("Still only on this laptop", f"{data.only_here} records"),
+        ):
+            flow.text(f"{words}: {value}", bullet="•", after=0.15)
+        for heading, entries in (("Conflicts", data.conflicts), ("Set aside", data.set_aside)):
+            if entries:
+                flow.rule()
+                flow.text(f"{heading}:", bold=True, keep=True)
+                for code, reason in list(entries)[:MAX_UNSENT_CODES]:
+                    flow.text(f"{code}: {reason}", bullet="•", size=flow.size - 0.5)
+        if data.only_here_codes:
+            flow.rule()
+            flow.text("Not yet sent (codes):", bold=True, keep=True)
+            for code in list(data.only_here_codes)[:MAX_UNSENT_CODES]:
+                flow.text(code, bullet="•", size=flow.size - 0.5, after=0.1)
+        if data.last_error:
+            flow.text(f"Last problem: {data.last_error}", size=flow.size - 0.5)
+
+    title = f"Sync reconciliation {data.day.isoformat() if data.day else 'all days'}"
+    return _produce(fmt, title, build, one_page=False)
 
 
 def render_visit_slip(data: SlipData, fmt: str = "receipt80") -> bytes:

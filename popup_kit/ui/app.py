@@ -8,6 +8,7 @@ through a message.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
     from popup_kit.config import KitConfig
     from popup_kit.ui.backend import Backend, VisitSession
+    from sync.client import SyncSummary
 
 Clock = Callable[[], datetime]
 
@@ -47,6 +49,16 @@ class BackendFailed(Message):
         self.error = error
 
 
+class SyncEnded(Message):
+    """A background sync run ended (``error`` when it could not run at all)."""
+
+    def __init__(self, at: datetime, summary: SyncSummary | None, error: str | None) -> None:
+        super().__init__()
+        self.at = at
+        self.summary = summary
+        self.error = error
+
+
 class BoothApp(App[None]):
     """The volunteer's app for one booth laptop."""
 
@@ -66,6 +78,11 @@ class BoothApp(App[None]):
         self.ready = asyncio.Event()
         self.volunteer = ""
         self.visit: VisitSession | None = None
+        self.sync_enrolled = False
+        self.sync_running = False
+        self.last_sync: SyncEnded | None = None
+        self._sync_stop = threading.Event()
+        self._sync_wake = threading.Event()
 
     # start-up -------------------------------------------------------------------------
 
@@ -89,10 +106,73 @@ class BoothApp(App[None]):
     def on_backend_ready(self, message: BackendReady) -> None:
         self.backend = message.backend
         self.ready.set()
+        self.start_background_sync()
 
     def on_unmount(self) -> None:
+        self._sync_stop.set()
+        self._sync_wake.set()
         if self.backend is not None:
             self.backend.close()
+
+    # background sync ------------------------------------------------------------------
+
+    def start_background_sync(self) -> None:
+        """Sync in a thread whenever the kit is enrolled: visits never wait for it."""
+        from popup_kit.syncing import credentials
+
+        try:
+            self.sync_enrolled = credentials(self.config) is not None
+        except ValueError as exc:  # damaged credentials: said on the home screen
+            self.last_sync = SyncEnded(self.clock(), None, str(exc))
+            return
+        if self.sync_enrolled and self.config.sync_interval > 0:
+            self._sync_loop()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="sync")
+    def _sync_loop(self) -> None:
+        from popup_kit.syncing import run_sync
+        from sync.client import SyncConfig
+
+        backend = self.backend
+        assert backend is not None
+        settings = SyncConfig(total_time=min(120.0, self.config.sync_interval * 2))
+        while not self._sync_stop.is_set():
+            self.sync_running = True
+            self.call_from_thread(self._refresh_home)
+            try:
+                summary = run_sync(
+                    self.config,
+                    backend.service.store,
+                    sync_config=settings,
+                    stop=self._sync_stop,
+                )
+            except Exception as exc:  # shown on the home screen; the booth goes on
+                self.post_message(SyncEnded(self.clock(), None, f"{exc}"))
+            else:
+                self.post_message(SyncEnded(self.clock(), summary, None))
+            self.sync_running = False
+            self._sync_wake.wait(self.config.sync_interval)
+            self._sync_wake.clear()
+
+    def on_sync_ended(self, message: SyncEnded) -> None:
+        self.last_sync = message
+        self._refresh_home()
+
+    def _refresh_home(self) -> None:
+        from popup_kit.ui.screens.home import HomeScreen
+
+        if isinstance(self.screen, HomeScreen):
+            self.screen.refresh_counts()
+
+    def action_sync_now(self) -> None:
+        if not self.sync_enrolled:
+            self.notify(
+                "This kit is not enrolled with a triage server (popup-kit enroll).",
+                severity="warning",
+            )
+            return
+        self._sync_wake.set()
+        self.notify("Syncing now…")
 
     def today(self) -> date:
         """The booth's calendar day (the laptop's time zone)."""
@@ -201,6 +281,9 @@ class BoothApp(App[None]):
         yield SystemCommand("New visit", "Start a new visit", self.action_new_visit)
         yield SystemCommand("Visit list", "Find, correct or void a visit", self.action_visit_list)
         yield SystemCommand("Home", "Today's counts and unsent records", self.action_home)
+        yield SystemCommand(
+            "Sync now", "Send unsent records to the triage server", self.action_sync_now
+        )
         yield SystemCommand("Quit", "Close popup-kit", self.action_quit)
         for command in super().get_system_commands(screen):
             if command.title != "Quit":  # ours asks first when a visit is open

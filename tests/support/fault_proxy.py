@@ -11,6 +11,8 @@ plan (or from a seeded random mix) and the proxy acts it out:
 - ``drop_after_commit``: forward, let the server commit, then drop the connection
   before the kit sees the answer (the ambiguous timeout)
 - ``portal``: answer 200 with a captive-portal HTML page
+- ``hold``: forward, let the server commit, then hold the answer until :meth:`release`
+  (``holding`` is set meanwhile): the moment to kill the client
 """
 
 from __future__ import annotations
@@ -53,10 +55,17 @@ class FaultProxy:
         self.delay_all = delay_all
         self.seen: Counter[str] = Counter()
         self.requests = 0
+        self.log: list[tuple[str, str]] = []
+        """(path, fault) of every request, in arrival order."""
+        self.holding = threading.Event()
+        self._release = threading.Event()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in separate writes: without this, Nagle and the
+            # client's delayed ACK add 40 ms to every answer.
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 return
@@ -67,7 +76,7 @@ class FaultProxy:
             def do_POST(self) -> None:
                 proxy._handle(self)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -81,6 +90,7 @@ class FaultProxy:
         return self
 
     def stop(self) -> None:
+        self._release.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -94,7 +104,21 @@ class FaultProxy:
         with self._lock:
             self._plan = deque(plan)
 
-    def _next_fault(self) -> str:
+    def release(self) -> None:
+        """Let held answers go (to whoever still listens) and stop holding."""
+        self._release.set()
+
+    def rearm(self) -> None:
+        """Hold the next ``hold`` fault again."""
+        self.holding.clear()
+        self._release.clear()
+
+    def set_mix(self, mix: dict[str, float] | None) -> None:
+        """Faults drawn once the plan is used up; ``None``: forward everything."""
+        with self._lock:
+            self._mix = mix
+
+    def _next_fault(self, path: str) -> str:
         with self._lock:
             self.requests += 1
             if self._plan:
@@ -105,12 +129,13 @@ class FaultProxy:
             else:
                 fault = "ok"
             self.seen[fault.split(":")[0]] += 1
+            self.log.append((path, fault))
             return fault
 
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
         length = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(length) if length else b""
-        fault = self._next_fault()
+        fault = self._next_fault(h.path)
         name, _, arg = fault.partition(":")
         if self.delay_all:
             time.sleep(self.delay_all)
@@ -129,6 +154,9 @@ class FaultProxy:
         if name == "delay":
             time.sleep(float(arg))
         status, headers, payload = self._forward(h, body)
+        if name == "hold":
+            self.holding.set()
+            self._release.wait()
         if name == "drop_after_commit":
             _reset(h)
             return
@@ -149,6 +177,13 @@ class FaultProxy:
             return 502, [], b"upstream unreachable"
         finally:
             conn.close()
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hung up (or was killed) before its answer is the point of the
+        # exercise, not an error worth a traceback.
+        return
 
 
 def _reply(

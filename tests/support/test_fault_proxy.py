@@ -59,3 +59,21 @@ def test_each_fault_is_acted_out(upstream: tuple[str, int]) -> None:
         assert _Echo.hits == hits_before + 1  # the server did get it
         assert post().json() == {"a": 1}
     assert proxy.requests == len(plan)
+
+
+def test_hold_keeps_the_answer_until_released(upstream: tuple[str, int]) -> None:
+    import threading
+
+    with FaultProxy(*upstream, plan=["hold"]) as proxy:
+        answers: list[requests.Response] = []
+        caller = threading.Thread(
+            target=lambda: answers.append(
+                requests.post(proxy.url + "/x", data=b'{"a":2}', timeout=30)
+            )
+        )
+        caller.start()
+        assert proxy.holding.wait(timeout=10)
+        assert _Echo.hits == 1 and answers == []  # the server has it; the client not yet
+        proxy.release()
+        caller.join(timeout=10)
+        assert answers[0].json() == {"a": 2}

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 from textual.pilot import Pilot
 
+from popup_kit.config import KitConfig
 from popup_kit.ui.app import BoothApp
+from tests.ui.conftest import fixed_clock
 from tests.ui.driver import (
     SELF_CARE,
     answer_one,
@@ -18,6 +22,19 @@ from tests.ui.driver import (
 )
 
 Snap = Callable[..., bool]
+
+
+@pytest.fixture
+def make_app(config: KitConfig) -> Callable[[], BoothApp]:
+    """The app with its slips folder at a fixed place: the saved screen names it."""
+    fixed = dataclasses.replace(config, save_dir="/tmp/popup-kit-snapshots/slips")
+
+    def make() -> BoothApp:
+        return BoothApp(fixed, clock=fixed_clock)
+
+    return make
+
+
 Step = Callable[[Pilot[None]], Awaitable[None]]
 
 
@@ -25,6 +42,8 @@ def steps(*chain: Step) -> Callable[[Pilot[None]], Awaitable[None]]:
     async def run(pilot: Pilot[None]) -> None:
         for step in chain:
             await step(pilot)
+        # the picture is taken once printing (a worker) has said how it went
+        await pilot.app.workers.wait_for_complete()
         await pilot.pause()
 
     return run

@@ -52,6 +52,31 @@ def unsent_line(unsent: UnsentStatus, now: datetime) -> str:
     return line
 
 
+def sync_line(
+    *,
+    enrolled: bool,
+    running: bool,
+    at: datetime | None,
+    error: str | None,
+    next_try: datetime | None,
+) -> str:
+    """How sync stands, honestly: never "sent" before the server's receipts say so."""
+    if error and not enrolled:
+        return f"Sync cannot start: {error}"
+    if not enrolled:
+        return "Not enrolled with a triage server: records stay here (popup-kit enroll)."
+    if running:
+        return "Syncing in the background…"
+    parts = []
+    if at is not None:
+        parts.append(f"last sync {at.astimezone():%H:%M}")
+    if error:
+        parts.append(f"could not sync: {error}")
+    if next_try is not None:
+        parts.append(f"next try {next_try.astimezone():%H:%M}")
+    return "Sync: " + (" · ".join(parts) if parts else "waiting for the first run") + "."
+
+
 class HomeScreen(Screen[None]):
     app: BoothApp
 
@@ -59,6 +84,7 @@ class HomeScreen(Screen[None]):
         Binding("n", "app.new_visit", "New visit"),
         Binding("l", "app.visit_list", "Visit list"),
         Binding("r", "resume", "Resume draft"),
+        Binding("s", "app.sync_now", "Sync now"),
         Binding("q", "app.quit", "Quit"),
     ]
 
@@ -69,6 +95,7 @@ class HomeScreen(Screen[None]):
             yield Static("", id="on-duty")
             yield Static("", id="counts")
             yield Static("", id="unsent", classes="status")
+            yield Static("", id="sync")
             yield Static("", id="drafts", classes="warning")
             yield Static("[b]\\[n][/b] new visit   [b]\\[l][/b] visit list", classes="hint")
         yield Footer()
@@ -102,6 +129,20 @@ class HomeScreen(Screen[None]):
             lines.append(f"  {label:<16} {counts.get(key, 0):>4}")
         self.query_one("#counts", Static).update("\n".join(lines))
         self.query_one("#unsent", Static).update(unsent_line(unsent, now))
+        last = app.last_sync
+        summary = last.summary if last is not None else None
+        error = last.error if last is not None else None
+        if summary is not None and not summary.all_confirmed and summary.last_error:
+            error = summary.last_error
+        self.query_one("#sync", Static).update(
+            sync_line(
+                enrolled=app.sync_enrolled,
+                running=app.sync_running,
+                at=last.at if last is not None else None,
+                error=error,
+                next_try=summary.next_attempt_at if summary is not None else None,
+            )
+        )
         self.query_one("#drafts", Static).update(
             f"{drafts} unfinished visit(s): press [b]r[/b] to resume" if drafts else ""
         )

@@ -1,0 +1,244 @@
+"""The kit's side of sync: running the client on this kit's store, purging personal data
+once the centre has verifiably received it, and the end-of-day reconciliation.
+
+Headless: used by `popup-kit sync`, `popup-kit report` and the UI's background worker.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import text
+
+from popup_kit.config import KitConfig
+from popup_kit.store import Store
+from popup_kit.store.db import iso, utc_now
+
+if TYPE_CHECKING:
+    from sync.client import OutboxStatus, SyncConfig, SyncSummary
+    from sync.protocol import KitCredentials
+
+Clock = Callable[[], datetime]
+
+
+class NotEnrolled(RuntimeError):
+    """This kit has no credentials for a triage server yet."""
+
+
+def credentials(config: KitConfig) -> KitCredentials | None:
+    from sync.protocol import KitCredentials
+
+    return KitCredentials.load(config.data_dir)
+
+
+def require_credentials(config: KitConfig) -> KitCredentials:
+    found = credentials(config)
+    if found is None:
+        raise NotEnrolled(
+            "this kit is not enrolled with a triage server: ask the coordinator for a "
+            "token (popup-kit server enroll KIT_ID on the server), then run "
+            "popup-kit enroll SERVER_URL TOKEN"
+        )
+    return found
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    visits: int
+    records: int
+
+
+def run_sync(
+    config: KitConfig,
+    store: Store,
+    *,
+    sync_config: SyncConfig | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    stop: threading.Event | None = None,
+    clock: Clock = utc_now,
+) -> SyncSummary:
+    """One sync run on this kit's outbox; then the purge of what is due."""
+    from sync.client import sync_outbox
+
+    creds = require_credentials(config)
+    summary = sync_outbox(
+        store.engine, creds, sync_config, progress=progress, stop=stop, clock=clock
+    )
+    purge(config, store, creds, now=clock())
+    return summary
+
+
+def purge(config: KitConfig, store: Store, creds: KitCredentials, *, now: datetime) -> PurgeResult:
+    """Remove contact details (the only personal data kept) from visits whose every record
+    the server confirmed with a verified receipt more than the retention period ago; the
+    non-personal skeleton and the receipts stay. Never before."""
+    from sync.client import clear_confirmed_payloads, confirmed_records, confirmed_visits
+
+    cutoff = now - timedelta(days=config.retention_days)
+    due = confirmed_visits(store.engine, creds.receipt_key, before=cutoff)
+    if not due:
+        return PurgeResult(0, 0)
+    records = [
+        r.record_id
+        for r in confirmed_records(store.engine, creds.receipt_key, before=cutoff)
+        if r.visit_id in set(due)
+    ]
+    stamp = iso(now)
+    purged_visits = 0
+    with store.writing() as session:
+        conn = session.connection()
+        for visit_id in due:
+            changed = conn.execute(
+                text(
+                    "UPDATE visit_version SET contact_name = NULL, contact_phone = NULL, "
+                    "purged_at = :t WHERE visit_id = :v AND purged_at IS NULL"
+                ),
+                {"t": stamp, "v": visit_id},
+            ).rowcount
+            if changed:
+                purged_visits += 1
+                conn.execute(
+                    text(
+                        "INSERT INTO audit (at, actor, action, visit_id, detail) "
+                        "VALUES (:t, 'kit', 'purged', :v, :d)"
+                    ),
+                    {"t": stamp, "v": visit_id, "d": f"{config.retention_days} days after receipt"},
+                )
+        cleared = clear_confirmed_payloads(conn, records)
+    return PurgeResult(purged_visits, cleared)
+
+
+def status(store: Store) -> OutboxStatus:
+    from sync.client import outbox_status
+
+    return outbox_status(store.engine)
+
+
+# --- the reconciliation -----------------------------------------------------------------
+
+
+@dataclass
+class Reconciliation:
+    """Where every record of the period is: the coordinator's end-of-day answer."""
+
+    day: date | None
+    kit_id: str
+    visits: int = 0
+    records: int = 0
+    sent: int = 0
+    confirmed: int = 0
+    conflicts: list[dict[str, str]] = field(default_factory=list)
+    set_aside: list[dict[str, str]] = field(default_factory=list)
+    purged_visits: int = 0
+    only_here: int = 0
+    only_here_codes: list[str] = field(default_factory=list)
+    enrolled: bool = True
+    last_error: str | None = None
+
+    @property
+    def all_confirmed(self) -> bool:
+        return self.only_here == 0 and not self.set_aside and not self.conflicts
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "day": self.day.isoformat() if self.day else None,
+            "kit_id": self.kit_id,
+            "captured": {"visits": self.visits, "records": self.records},
+            "sent": self.sent,
+            "confirmed": self.confirmed,
+            "conflicts": self.conflicts,
+            "set_aside": self.set_aside,
+            "purged_visits": self.purged_visits,
+            "still_only_here": {"records": self.only_here, "codes": self.only_here_codes},
+            "all_confirmed": self.all_confirmed,
+            "enrolled": self.enrolled,
+            "last_error": self.last_error,
+        }
+
+
+def reconcile(
+    config: KitConfig, store: Store, day: date | None, *, bounds: tuple[datetime, datetime] | None
+) -> Reconciliation:
+    """Counts over the records of visits created in ``bounds`` (all visits when None)."""
+    report = Reconciliation(day=day, kit_id=config.kit_id, enrolled=credentials(config) is not None)
+    where = ""
+    params: dict[str, Any] = {}
+    if bounds is not None:
+        where = "WHERE v.created_at >= :s AND v.created_at < :u"
+        params = {"s": iso(bounds[0]), "u": iso(bounds[1])}
+    with store.engine.connect() as conn:
+        report.visits = int(
+            conn.execute(text(f"SELECT COUNT(*) FROM visit v {where}"), params).scalar() or 0
+        )
+        rows = conn.execute(
+            text(
+                "SELECT o.record_id, o.record_type, o.state, o.sent_at, o.last_error, "
+                "v.referral_code FROM outbox o JOIN visit v ON v.visit_id = o.visit_id "
+                f"{where} ORDER BY o.id"
+            ),
+            params,
+        ).all()
+        report.purged_visits = int(
+            conn.execute(
+                text(
+                    "SELECT COUNT(DISTINCT vv.visit_id) FROM visit_version vv JOIN visit v "
+                    f"ON v.visit_id = vv.visit_id {where} "
+                    + ("AND" if where else "WHERE")
+                    + " vv.purged_at IS NOT NULL"
+                ),
+                params,
+            ).scalar()
+            or 0
+        )
+    only_here_codes: list[str] = []
+    for record_id, record_type, state, sent_at, last_error, code in rows:
+        report.records += 1
+        if sent_at is not None or state == "confirmed":
+            report.sent += 1
+        if state == "confirmed":
+            report.confirmed += 1
+        elif state == "set_aside":
+            entry = {
+                "record_id": record_id,
+                "type": record_type,
+                "code": code,
+                "reason": last_error or "",
+            }
+            if (last_error or "").startswith("conflict"):
+                report.conflicts.append(entry)
+            else:
+                report.set_aside.append(entry)
+        else:
+            report.only_here += 1
+            if code not in only_here_codes:
+                only_here_codes.append(code)
+            report.last_error = last_error or report.last_error
+    report.only_here_codes = only_here_codes
+    return report
+
+
+def report_pdf(config: KitConfig, report: Reconciliation, fmt: str | None = None) -> bytes:
+    """The reconciliation on paper (the kit's slip format unless told otherwise)."""
+    from printouts.render import ReconciliationData, render_reconciliation
+
+    data = ReconciliationData(
+        booth_name=config.booth_name,
+        event=config.event,
+        day=report.day,
+        kit_id=report.kit_id,
+        visits=report.visits,
+        records=report.records,
+        sent=report.sent,
+        confirmed=report.confirmed,
+        conflicts=[(c["code"], c["reason"]) for c in report.conflicts],
+        set_aside=[(c["code"], c["reason"]) for c in report.set_aside],
+        purged_visits=report.purged_visits,
+        only_here=report.only_here,
+        only_here_codes=report.only_here_codes,
+        last_error=report.last_error or "",
+    )
+    return render_reconciliation(data, fmt or config.slip_format)

@@ -1,0 +1,287 @@
+"""The sync wire protocol, shared by the kit and the central triage server.
+
+Every response body of the server carries ``protocol``/``protocol_version`` and the
+``X-Popup-Kit-Protocol`` header, so that a captive-portal page answering 200 is never
+taken for the server. Receipts are HMAC-SHA256 signatures made with a per-kit receipt
+key handed to the kit at enrolment.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sync.records import SCHEMA_VERSION, RecordType, content_hash
+
+PROTOCOL: Literal["popup-kit-sync"] = "popup-kit-sync"
+PROTOCOL_VERSION = 1
+PROTOCOL_HEADER = "X-Popup-Kit-Protocol"
+MAX_BATCH = 500
+MAX_HAVE = 2000
+API_PREFIX = "/api/v1"
+
+RecordStatus = Literal["accepted", "already_received", "conflict", "rejected"]
+
+# Identifiers are short printable ASCII: UUIDs, kit ids, referral codes.
+_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$"
+ID_PATTERN = _ID
+_HEX64 = r"^[0-9a-f]{64}$"
+_B64_KEY = r"^(?:[A-Za-z0-9+/]{4}){5,21}(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)$"
+_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Marked(BaseModel):
+    """Base of every server response body: the protocol's own marker."""
+
+    protocol: Literal["popup-kit-sync"] = PROTOCOL
+    protocol_version: int = PROTOCOL_VERSION
+
+
+class Envelope(_Strict):
+    """One record as ``sync.records.make_record`` builds it, plus the kit's content hash."""
+
+    record_id: str = Field(pattern=_ID)
+    record_type: RecordType
+    schema_version: int = Field(ge=1, le=1000)
+    kit_id: str = Field(pattern=_ID)
+    created_at: str = Field(pattern=_TIME)
+    body: dict[str, Any]
+    content_hash: str = Field(pattern=_HEX64)
+
+    def record(self) -> dict[str, Any]:
+        """The envelope without its hash: what the hash is computed over."""
+        return self.model_dump(exclude={"content_hash"})
+
+    def computed_hash(self) -> str:
+        return content_hash(self.record())
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Envelope:
+        """Wrap a record from ``make_record`` with its content hash."""
+        data = dict(record)
+        data.pop("content_hash", None)
+        return cls(**data, content_hash=content_hash(data))
+
+
+class IngestRequest(_Strict):
+    kit_id: str = Field(pattern=_ID)
+    records: list[Envelope] = Field(max_length=MAX_BATCH)
+
+
+class Receipt(_Strict):
+    record_id: str
+    content_hash: str
+    received_at: str
+    signature: str
+
+
+class RecordResult(_Strict):
+    record_id: str
+    status: RecordStatus
+    reason: str = ""
+    receipt: Receipt | None = None
+
+
+class IngestResponse(Marked):
+    results: list[RecordResult]
+
+
+class HaveRequest(_Strict):
+    record_ids: list[str] = Field(max_length=MAX_HAVE)
+
+
+class HaveItem(_Strict):
+    record_id: str
+    content_hash: str
+    receipt: Receipt
+
+
+class HaveResponse(Marked):
+    have: list[HaveItem]
+
+
+class EnrollRequest(_Strict):
+    token: str = Field(min_length=8, max_length=200)
+    kit_id: str = Field(pattern=_ID)
+    slip_key: str = Field(pattern=_B64_KEY, description="base64 slip-signing key, 16-66 bytes")
+
+
+class EnrollResponse(Marked):
+    kit_id: str
+    credential: str
+    receipt_key: str = Field(description="base64 HMAC key that verifies this kit's receipts")
+
+
+class HealthResponse(Marked):
+    status: Literal["ok"] = "ok"
+    schema_versions: list[int]
+    max_batch: int = MAX_BATCH
+
+
+class ErrorResponse(Marked):
+    error: str
+    detail: str = ""
+
+
+# --- receipts -------------------------------------------------------------------------
+
+
+def receipt_message(record_id: str, content_hash: str, received_at: str) -> bytes:
+    return f"{record_id}|{content_hash}|{received_at}".encode()
+
+
+def sign_receipt(key: bytes, record_id: str, content_hash: str, received_at: str) -> Receipt:
+    mac = hmac.new(key, receipt_message(record_id, content_hash, received_at), hashlib.sha256)
+    return Receipt(
+        record_id=record_id,
+        content_hash=content_hash,
+        received_at=received_at,
+        signature=mac.hexdigest(),
+    )
+
+
+def verify_receipt(
+    receipt: Receipt,
+    key: bytes,
+    *,
+    record_id: str | None = None,
+    content_hash: str | None = None,
+) -> bool:
+    """True when the server signed this receipt with ``key`` (and, if given, for this record)."""
+    if record_id is not None and receipt.record_id != record_id:
+        return False
+    if content_hash is not None and receipt.content_hash != content_hash:
+        return False
+    expected = hmac.new(
+        key,
+        receipt_message(receipt.record_id, receipt.content_hash, receipt.received_at),
+        hashlib.sha256,
+    ).hexdigest()
+    return hmac.compare_digest(expected, receipt.signature)
+
+
+# --- recognising the server ---------------------------------------------------------
+
+
+def is_protocol_response(
+    status: int, headers: Mapping[str, str], body: bytes | str | Mapping[str, Any]
+) -> bool:
+    """True only for a body the triage server made: header and marker both present.
+
+    ``status`` is not judged here (errors carry the marker too); it only has to be HTTP.
+    """
+    if not 100 <= status <= 599:
+        return False
+    header = next((v for k, v in headers.items() if k.lower() == PROTOCOL_HEADER.lower()), None)
+    if header != str(PROTOCOL_VERSION):
+        return False
+    data: Any = body
+    if isinstance(body, bytes | str):
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return False
+    return (
+        isinstance(data, Mapping)
+        and data.get("protocol") == PROTOCOL
+        and data.get("protocol_version") == PROTOCOL_VERSION
+    )
+
+
+def auth_header(kit_id: str, credential: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {kit_id}:{credential}"}
+
+
+# --- schema versions ---------------------------------------------------------------
+
+CURRENT_SCHEMA_VERSION = SCHEMA_VERSION
+Upgrade = Callable[[str, dict[str, Any]], dict[str, Any]]
+# UPGRADES[n] turns a body of schema version n into version n + 1 (record_type, body).
+UPGRADES: dict[int, Upgrade] = {}
+
+
+class SchemaVersionError(ValueError):
+    pass
+
+
+def upgrade_body(record_type: str, schema_version: int, body: dict[str, Any]) -> dict[str, Any]:
+    """A body of any earlier schema version brought up to the current one."""
+    if schema_version < 1 or schema_version > CURRENT_SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"schema version {schema_version} is not supported "
+            f"(this server reads 1 to {CURRENT_SCHEMA_VERSION})"
+        )
+    out = dict(body)
+    for version in range(schema_version, CURRENT_SCHEMA_VERSION):
+        step = UPGRADES.get(version)
+        if step is None:
+            raise SchemaVersionError(f"no upgrade from schema version {version}")
+        out = step(record_type, out)
+    return out
+
+
+# --- the kit's credentials -----------------------------------------------------------
+
+CREDENTIALS_FILE = "server-credentials.json"
+
+
+@dataclass(frozen=True)
+class KitCredentials:
+    """What enrolment gives a kit; kept in its data directory, readable only by its owner."""
+
+    server_url: str
+    kit_id: str
+    credential: str
+    receipt_key: bytes
+
+    def headers(self) -> dict[str, str]:
+        return auth_header(self.kit_id, self.credential)
+
+    def save(self, data_dir: Path) -> Path:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path = data_dir / CREDENTIALS_FILE
+        tmp = path.with_suffix(".tmp")
+        payload = {
+            "server_url": self.server_url,
+            "kit_id": self.kit_id,
+            "credential": self.credential,
+            "receipt_key": base64.b64encode(self.receipt_key).decode("ascii"),
+        }
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, data_dir: Path) -> KitCredentials | None:
+        path = data_dir / CREDENTIALS_FILE
+        try:
+            data = json.loads(path.read_text("utf-8"))
+            return cls(
+                server_url=str(data["server_url"]),
+                kit_id=str(data["kit_id"]),
+                credential=str(data["credential"]),
+                receipt_key=base64.b64decode(data["receipt_key"], validate=True),
+            )
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+            raise ValueError(f"{path} is damaged: enrol this kit again ({exc})") from exc

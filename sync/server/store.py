@@ -1,0 +1,694 @@
+"""What the triage server keeps, and the operations on it.
+
+Ingest is idempotent per record on the database's own uniqueness (the record table's
+primary key), committed per record, so concurrent kits or relays never duplicate and one
+bad record never blocks the others.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import threading
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+
+from sync.protocol import (
+    ID_PATTERN,
+    Envelope,
+    HaveItem,
+    Receipt,
+    RecordResult,
+    SchemaVersionError,
+    sign_receipt,
+    upgrade_body,
+)
+from sync.server.db import make_engine, migrate
+
+Clock = Callable[[], datetime]
+
+# What stays of a visit's records once consent is withdrawn: ids, versions, times.
+_SKELETON_KEYS = ("visit_id", "version", "supersedes", "status", "at", "kind", "forms_version")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class AuthError(Exception):
+    """A request the server refuses: ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, error: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.error = error
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Kit:
+    kit_id: str
+    receipt_key: bytes
+    slip_key: bytes | None
+    revoked_reason: str | None
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    record_id: str
+    kit_id: str
+    record_type: str
+    schema_version: int
+    content_hash: str
+    created_at: str
+    received_at: str
+    scrubbed: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "record_id": self.record_id,
+            "kit_id": self.kit_id,
+            "record_type": self.record_type,
+            "schema_version": self.schema_version,
+            "content_hash": self.content_hash,
+            "created_at": self.created_at,
+            "received_at": self.received_at,
+            "scrubbed": self.scrubbed,
+        }
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A record that passed every check that needs no database, ready to insert."""
+
+    env: Envelope
+    computed: str
+    body: dict[str, Any]
+    visit_id: str | None
+    withdrawal: bool
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Referral:
+    """What the landing page may know about a code: nothing personal."""
+
+    kit_id: str
+    level: str | None
+    language: str
+    shared: bool
+    withdrawn: bool
+    void: bool
+
+
+def is_withdrawal(record_type: str, body: dict[str, Any]) -> bool:
+    """A withdrawal of consent for the whole visit: its own record type, or a consent
+    event of kind ``withdrawal`` that no longer grants C1 (recording the answers)."""
+    if record_type == "consent_withdrawal":
+        return True
+    if record_type != "consent" or body.get("kind") != "withdrawal":
+        return False
+    items = body.get("items")
+    return not (isinstance(items, dict) and items.get("c1") is True)
+
+
+def scrub_body(body: dict[str, Any]) -> dict[str, Any]:
+    kept = {k: body[k] for k in _SKELETON_KEYS if k in body}
+    kept["withdrawn"] = True
+    return kept
+
+
+class ServerStore:
+    def __init__(self, db_url: str, *, clock: Clock | None = None) -> None:
+        self.engine: Engine = make_engine(db_url)
+        self.clock: Clock = clock or utc_now
+        self.schema_version = migrate(self.engine)
+        self._postgres = self.engine.dialect.name == "postgresql"
+        self._sql = _driver_sql(self.engine.dialect.name)
+        # SQLite takes one writer at a time: queueing this process's writers here is
+        # cheaper than SQLite's sleeping busy handler. PostgreSQL needs no such queue.
+        self._writers: AbstractContextManager[Any] = (
+            nullcontext() if self._postgres else threading.Lock()
+        )
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _write(self) -> Connection:
+        return self.engine.connect().execution_options(sqlite_immediate=True)
+
+    # --- kits -------------------------------------------------------------------------
+
+    def create_enrollment(self, kit_id: str) -> str:
+        """A one-time enrolment token for ``kit_id``; only its hash is stored."""
+        # Hex, never starting with "-": it is typed as a command-line argument on the kit.
+        token = secrets.token_hex(20)
+        now = iso(self.clock())
+        with self._write() as conn, conn.begin():
+            exists = conn.execute(
+                text("SELECT 1 FROM kit WHERE kit_id = :k"), {"k": kit_id}
+            ).first()
+            if exists is None:
+                conn.execute(
+                    text("INSERT INTO kit (kit_id, created_at) VALUES (:k, :t)"),
+                    {"k": kit_id, "t": now},
+                )
+            conn.execute(
+                text(
+                    "INSERT INTO enrollment_token (token_hash, kit_id, created_at) "
+                    "VALUES (:h, :k, :t)"
+                ),
+                {"h": _digest(token), "k": kit_id, "t": now},
+            )
+        return token
+
+    def enroll(self, token: str, kit_id: str, slip_key: bytes) -> tuple[str, bytes]:
+        """Exchange a token (once) for the kit's credential and receipt key."""
+        now = iso(self.clock())
+        credential = secrets.token_urlsafe(32)
+        receipt_key = secrets.token_bytes(32)
+        with self._write() as conn, conn.begin():
+            # The UPDATE claims the token atomically: a second use matches no row.
+            claimed = conn.execute(
+                text(
+                    "UPDATE enrollment_token SET used_at = :t "
+                    "WHERE token_hash = :h AND kit_id = :k AND used_at IS NULL"
+                ),
+                {"t": now, "h": _digest(token), "k": kit_id},
+            )
+            if claimed.rowcount != 1:
+                raise AuthError(
+                    403,
+                    "enrollment_refused",
+                    "this enrolment token is unknown, already used or for another kit; "
+                    "ask the coordinator for a new one (popup-kit server enroll KIT_ID)",
+                )
+            row = conn.execute(
+                text("SELECT revoked_at, revoked_reason, receipt_key FROM kit WHERE kit_id = :k"),
+                {"k": kit_id},
+            ).one()
+            if row[0] is not None:
+                raise AuthError(403, "kit_revoked", f"kit {kit_id} is revoked: {row[1]}")
+            if row[2]:
+                # Re-enrolment keeps the receipt key: receipts already given stay verifiable.
+                receipt_key = base64.b64decode(row[2])
+            conn.execute(
+                text(
+                    "UPDATE kit SET enrolled_at = :t, credential_hash = :c, receipt_key = :r, "
+                    "slip_key = :s WHERE kit_id = :k"
+                ),
+                {
+                    "t": now,
+                    "c": _digest(credential),
+                    "r": base64.b64encode(receipt_key).decode(),
+                    "s": base64.b64encode(slip_key).decode(),
+                    "k": kit_id,
+                },
+            )
+        return credential, receipt_key
+
+    def revoke(self, kit_id: str, reason: str) -> bool:
+        with self._write() as conn, conn.begin():
+            done = conn.execute(
+                text(
+                    "UPDATE kit SET revoked_at = :t, revoked_reason = :r "
+                    "WHERE kit_id = :k AND revoked_at IS NULL"
+                ),
+                {"t": iso(self.clock()), "r": reason, "k": kit_id},
+            )
+            return done.rowcount == 1
+
+    def kits(self) -> list[Kit]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT kit_id, receipt_key, slip_key, revoked_reason, revoked_at FROM kit "
+                    "WHERE enrolled_at IS NOT NULL ORDER BY kit_id"
+                )
+            ).all()
+        return [_kit(row) for row in rows]
+
+    def authenticate(self, authorization: str | None) -> Kit:
+        scheme, _, value = (authorization or "").partition(" ")
+        kit_id, sep, credential = value.strip().partition(":")
+        if scheme.lower() != "bearer" or not sep or not kit_id or not credential:
+            raise AuthError(
+                401,
+                "unauthenticated",
+                "send Authorization: Bearer KIT_ID:CREDENTIAL (enrol the kit first)",
+            )
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                text(
+                    "SELECT kit_id, receipt_key, slip_key, revoked_reason, revoked_at, "
+                    "credential_hash FROM kit WHERE kit_id = :k"
+                ),
+                {"k": kit_id},
+            ).first()
+        if row is None or row[5] is None or not hmac.compare_digest(row[5], _digest(credential)):
+            raise AuthError(401, "unauthenticated", "unknown kit or wrong credential")
+        kit = _kit(row)
+        if kit.revoked_reason is not None:
+            raise AuthError(
+                403, "kit_revoked", f"kit {kit_id} is revoked: {kit.revoked_reason or 'no reason'}"
+            )
+        return kit
+
+    # --- ingest -----------------------------------------------------------------------
+
+    def ingest(self, kit: Kit, records: Iterable[Envelope]) -> list[RecordResult]:
+        """Store each record in its own transaction; a result per record, in order."""
+        results: list[RecordResult | _Prepared] = [self._prepare(kit, env) for env in records]
+        with self._write() as conn:
+            held = self._held(conn, [r for r in results if isinstance(r, _Prepared)])
+            return [
+                r if isinstance(r, RecordResult) else self._store(conn, kit, r, held)
+                for r in results
+            ]
+
+    def _prepare(self, kit: Kit, env: Envelope) -> RecordResult | _Prepared:
+        """Everything about a record that needs no database: checks, upgrade, JSON."""
+        rid = env.record_id
+        if env.kit_id != kit.kit_id:
+            return RecordResult(
+                record_id=rid,
+                status="rejected",
+                reason=f"record belongs to kit {env.kit_id}; this kit is {kit.kit_id}",
+            )
+        try:
+            computed = env.computed_hash()
+        except (UnicodeError, ValueError) as exc:
+            return RecordResult(record_id=rid, status="rejected", reason=f"unreadable body: {exc}")
+        if computed != env.content_hash:
+            return RecordResult(
+                record_id=rid,
+                status="rejected",
+                reason=f"content hash does not match the record (server computed {computed})",
+            )
+        try:
+            body = upgrade_body(env.record_type, env.schema_version, env.body)
+        except SchemaVersionError as exc:
+            return RecordResult(record_id=rid, status="rejected", reason=str(exc))
+        bad = _body_problem(env.record_type, body)
+        if bad:
+            return RecordResult(record_id=rid, status="rejected", reason=bad)
+        withdrawal = is_withdrawal(env.record_type, body)
+        payload = env.record()
+        skeleton = {**payload, "body": scrub_body(env.body)}
+        stored_payload = _stored_json(skeleton if withdrawal else payload)
+        stored_body = _stored_json(scrub_body(body) if withdrawal else body)
+        return _Prepared(
+            env=env,
+            computed=computed,
+            body=body,
+            visit_id=_str_or_none(body.get("visit_id")),
+            withdrawal=withdrawal,
+            params={
+                "rid": rid,
+                "kit": kit.kit_id,
+                "rt": env.record_type,
+                "sv": env.schema_version,
+                "h": computed,
+                "ca": env.created_at,
+                "vid": _str_or_none(body.get("visit_id")),
+                "vv": _int_or_none(body.get("version")),
+                "code": _str_or_none(body.get("referral_code"))
+                if env.record_type == "visit"
+                else None,
+                "p": stored_payload,
+                "b": stored_body,
+                "ps": _stored_json(skeleton) if not withdrawal else stored_payload,
+                "bs": _stored_json(scrub_body(body)) if not withdrawal else stored_body,
+            },
+        )
+
+    def _held(self, conn: Connection, batch: list[_Prepared]) -> set[str]:
+        """Which of the batch's records are already stored: a resend skips the insert."""
+        ids = [r.env.record_id for r in batch]
+        found: set[str] = set()
+        with conn.begin():
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ", ".join(f":r{i}" for i in range(len(chunk)))
+                found.update(
+                    conn.scalars(
+                        text(f"SELECT record_id FROM record WHERE record_id IN ({marks})"),
+                        {f"r{i}": rid for i, rid in enumerate(chunk)},
+                    )
+                )
+        return found
+
+    def _store(self, conn: Connection, kit: Kit, prep: _Prepared, held: set[str]) -> RecordResult:
+        rid = prep.env.record_id
+        if rid in held:
+            return self._existing(conn, kit, prep.env, prep.computed)
+        received_at = iso(self.clock())
+        receipt = sign_receipt(kit.receipt_key, rid, prep.computed, received_at)
+        visit_id = prep.visit_id
+        params = {
+            **prep.params,
+            "ra": received_at,
+            "sig": receipt.signature,
+            "s": received_at if prep.withdrawal else None,
+        }
+        try:
+            if prep.withdrawal and visit_id is not None:
+                with self._writers, conn.begin():
+                    if self._postgres:
+                        conn.exec_driver_sql(self._sql["visit_lock"], {"v": visit_id})
+                    conn.exec_driver_sql(self._sql["insert_record"], params)
+                    self._withdraw(conn, kit.kit_id, visit_id, rid, received_at)
+            else:
+                self._insert(conn, params, visit_id)
+        except IntegrityError:
+            return self._existing(conn, kit, prep.env, prep.computed)
+        except DataError as exc:
+            return RecordResult(
+                record_id=rid, status="rejected", reason=f"the database refused a value: {exc.orig}"
+            )
+        return RecordResult(record_id=rid, status="accepted", reason="stored", receipt=receipt)
+
+    def _insert(self, conn: Connection, params: dict[str, Any], visit_id: str | None) -> None:
+        """One record in a transaction of its own, straight through the driver: the
+        ingest's hot path, one network round trip per record on PostgreSQL."""
+        raw: Any = conn.connection.dbapi_connection
+        dbapi: Any = self.engine.dialect.loaded_dbapi
+        statement = self._sql["insert_record"]
+        try:
+            if self._postgres:
+                from psycopg import ClientCursor
+
+                if visit_id is not None:
+                    # Writers of one visit take turns (the lock lasts to the end of the
+                    # transaction), so a withdrawal and a record of its visit arriving
+                    # through two relays always see each other.
+                    statement = self._sql["visit_lock"] + "; " + statement
+                # Both statements in one message, run by the server as one transaction:
+                # a single round trip per record.
+                raw.autocommit = True
+                try:
+                    with ClientCursor(raw) as cursor:
+                        cursor.execute(statement, {**params, "v": visit_id})
+                finally:
+                    raw.autocommit = False
+            else:
+                with self._writers:
+                    cursor = raw.cursor()
+                    try:
+                        cursor.execute("BEGIN IMMEDIATE")
+                        try:
+                            cursor.execute(statement, params)
+                            cursor.execute("COMMIT")
+                        except BaseException:
+                            if raw.in_transaction:
+                                cursor.execute("ROLLBACK")
+                            raise
+                    finally:
+                        cursor.close()
+        except dbapi.Error as exc:
+            # The same exceptions SQLAlchemy would raise, for the callers and the app.
+            raise DBAPIError.instance(
+                statement, params, exc, dbapi.Error, dialect=self.engine.dialect
+            ) from exc
+
+    def _existing(self, conn: Connection, kit: Kit, env: Envelope, computed: str) -> RecordResult:
+        rid = env.record_id
+        with conn.begin():
+            row = conn.execute(
+                text(
+                    "SELECT content_hash, received_at, signature, kit_id FROM record "
+                    "WHERE record_id = :r"
+                ),
+                {"r": rid},
+            ).first()
+        if row is None:  # pragma: no cover - only a foreign-key or similar failure
+            return RecordResult(
+                record_id=rid, status="rejected", reason="the record could not be stored"
+            )
+        if row[0] == computed and row[3] == kit.kit_id:
+            return RecordResult(
+                record_id=rid,
+                status="already_received",
+                reason="identical record already held",
+                receipt=Receipt(
+                    record_id=rid, content_hash=row[0], received_at=row[1], signature=row[2]
+                ),
+            )
+        try:
+            with conn.begin():
+                conn.execute(
+                    text(
+                        "INSERT INTO conflict (record_id, kit_id, stored_hash, incoming_hash, "
+                        "received_at) VALUES (:r, :k, :s, :i, :t)"
+                    ),
+                    {"r": rid, "k": kit.kit_id, "s": row[0], "i": computed, "t": iso(self.clock())},
+                )
+        except IntegrityError:
+            pass  # the same conflicting content was reported before
+        return RecordResult(
+            record_id=rid,
+            status="conflict",
+            reason=(
+                f"the server already holds record {rid} with different content "
+                f"(hash {row[0][:12]}…); the original is kept"
+            ),
+        )
+
+    def _withdraw(
+        self, conn: Connection, kit_id: str, visit_id: str, record_id: str, now: str
+    ) -> None:
+        """Keep only the skeleton of every record of ``visit_id``; note the withdrawal."""
+        conn.execute(
+            text(
+                "INSERT INTO withdrawal (visit_id, kit_id, record_id, withdrawn_at) "
+                "SELECT :v, :k, :r, :t WHERE NOT EXISTS "
+                "(SELECT 1 FROM withdrawal WHERE visit_id = :v)"
+            ),
+            {"v": visit_id, "k": kit_id, "r": record_id, "t": now},
+        )
+        rows = conn.execute(
+            text(
+                "SELECT record_id, payload, body FROM record WHERE visit_id = :v "
+                "AND record_id <> :r AND scrubbed_at IS NULL"
+            ),
+            {"v": visit_id, "r": record_id},
+        ).all()
+        for rid, payload_text, body_text in rows:
+            payload = json.loads(payload_text)
+            payload["body"] = scrub_body(payload.get("body", {}))
+            conn.execute(
+                text(
+                    "UPDATE record SET payload = :p, body = :b, scrubbed_at = :t "
+                    "WHERE record_id = :r"
+                ),
+                {
+                    "p": _stored_json(payload),
+                    "b": _stored_json(scrub_body(json.loads(body_text))),
+                    "t": now,
+                    "r": rid,
+                },
+            )
+
+    # --- queries ----------------------------------------------------------------------
+
+    def have(self, kit: Kit, record_ids: Iterable[str]) -> list[HaveItem]:
+        # An id the envelope's pattern refuses cannot be held; some databases would also
+        # refuse it as a value (PostgreSQL and NUL).
+        ids = [rid for rid in dict.fromkeys(record_ids) if _RECORD_ID.fullmatch(rid)]
+        out: list[HaveItem] = []
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                params = {f"r{i}": rid for i, rid in enumerate(chunk)}
+                marks = ", ".join(f":r{i}" for i in range(len(chunk)))
+                rows = conn.execute(
+                    text(
+                        "SELECT record_id, content_hash, received_at, signature FROM record "
+                        f"WHERE kit_id = :kit AND record_id IN ({marks})"
+                    ),
+                    {"kit": kit.kit_id, **params},
+                ).all()
+                for rid, chash, received, sig in rows:
+                    out.append(
+                        HaveItem(
+                            record_id=rid,
+                            content_hash=chash,
+                            receipt=Receipt(
+                                record_id=rid,
+                                content_hash=chash,
+                                received_at=received,
+                                signature=sig,
+                            ),
+                        )
+                    )
+        order = {rid: i for i, rid in enumerate(ids)}
+        return sorted(out, key=lambda item: order[item.record_id])
+
+    def records(self) -> list[StoredRecord]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT record_id, kit_id, record_type, schema_version, content_hash, "
+                    "created_at, received_at, scrubbed_at FROM record "
+                    "ORDER BY received_at, record_id"
+                )
+            ).all()
+        return [
+            StoredRecord(
+                record_id=r[0],
+                kit_id=r[1],
+                record_type=r[2],
+                schema_version=int(r[3]),
+                content_hash=r[4],
+                created_at=r[5],
+                received_at=r[6],
+                scrubbed=r[7] is not None,
+            )
+            for r in rows
+        ]
+
+    def record_body(self, record_id: str) -> dict[str, Any] | None:
+        """The stored body (current schema), for checks and the coordinator."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                text("SELECT body FROM record WHERE record_id = :r"), {"r": record_id}
+            ).first()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def conflicts(self) -> list[dict[str, str]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT record_id, kit_id, stored_hash, incoming_hash, received_at "
+                    "FROM conflict ORDER BY id"
+                )
+            ).all()
+        keys = ("record_id", "kit_id", "stored_hash", "incoming_hash", "received_at")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    def referral(self, code: str) -> Referral | None:
+        """The latest version of the visit with this referral code, if it has arrived."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                text(
+                    "SELECT kit_id, visit_id, body FROM record WHERE record_type = 'visit' "
+                    "AND referral_code = :c ORDER BY visit_version DESC, created_at DESC "
+                    "LIMIT 1"
+                ),
+                {"c": code},
+            ).first()
+            if row is None:
+                return None
+            kit_id, visit_id, body_text = row
+            withdrawn = (
+                conn.execute(
+                    text("SELECT 1 FROM withdrawal WHERE visit_id = :v"), {"v": visit_id}
+                ).first()
+                is not None
+            )
+            consents = conn.execute(
+                text(
+                    "SELECT body FROM record WHERE record_type = 'consent' AND visit_id = :v "
+                    "ORDER BY created_at"
+                ),
+                {"v": visit_id},
+            ).all()
+        body = json.loads(body_text)
+        shared = False
+        for (consent_text,) in consents:
+            consent = json.loads(consent_text)
+            items = consent.get("items")
+            if isinstance(items, dict) and "c2" in items:
+                shared = items.get("c2") is True
+        outcome = body.get("outcome")
+        level = outcome.get("triage") if isinstance(outcome, dict) else None
+        language = body.get("language")
+        return Referral(
+            kit_id=kit_id,
+            level=level if isinstance(level, str) else None,
+            language=language if isinstance(language, str) else "en",
+            shared=shared and not withdrawn,
+            withdrawn=withdrawn,
+            void=body.get("status") == "void",
+        )
+
+
+_RECORD_ID = re.compile(ID_PATTERN)
+
+# The ingest path's statements, run through the driver directly (no SQL compilation per
+# record): written with :name parameters, which psycopg spells %(name)s.
+_HOT_SQL = {
+    "visit_lock": "SELECT pg_advisory_xact_lock(hashtext(:v))",
+    "insert_record": (
+        "INSERT INTO record (record_id, kit_id, record_type, schema_version, "
+        "content_hash, created_at, received_at, signature, visit_id, "
+        "visit_version, referral_code, payload, body, scrubbed_at) "
+        "SELECT :rid, :kit, :rt, :sv, :h, :ca, :ra, :sig, :vid, :vv, :code, "
+        "CASE WHEN w.visit_id IS NULL THEN :p ELSE :ps END, "
+        "CASE WHEN w.visit_id IS NULL THEN :b ELSE :bs END, "
+        "CASE WHEN w.visit_id IS NULL THEN :s ELSE :ra END "
+        "FROM (SELECT 1 AS one) AS x LEFT JOIN withdrawal AS w ON w.visit_id = :vid"
+    ),
+}
+
+
+def _driver_sql(dialect: str) -> dict[str, str]:
+    if dialect != "postgresql":
+        return dict(_HOT_SQL)
+    return {k: re.sub(r":(\w+)", r"%(\1)s", v) for k, v in _HOT_SQL.items()}
+
+
+def _kit(row: Any) -> Kit:
+    return Kit(
+        kit_id=row[0],
+        receipt_key=base64.b64decode(row[1]) if row[1] else b"",
+        slip_key=base64.b64decode(row[2]) if row[2] else None,
+        revoked_reason=(row[3] or "revoked") if row[4] is not None else None,
+    )
+
+
+def _stored_json(value: Any) -> str:
+    # ASCII escapes keep NUL and lone surrogates storable in every database.
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def _str_or_none(value: Any) -> str | None:
+    if not isinstance(value, str) or not 0 < len(value) <= 200:
+        return None
+    return value if value.isprintable() else None
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if -(2**31) < value < 2**31 else None
+
+
+def _body_problem(record_type: str, body: dict[str, Any]) -> str:
+    """Why a body cannot be used, in words; empty when it can."""
+    needs_visit = record_type in ("consent", "consent_withdrawal")
+    visit_id = body.get("visit_id")
+    if needs_visit and _str_or_none(visit_id) is None:
+        return f"a {record_type} record needs body.visit_id (a string)"
+    if visit_id is not None and _str_or_none(visit_id) is None:
+        return "body.visit_id must be a string of at most 200 characters"
+    return ""

@@ -1,0 +1,46 @@
+"""`popup-kit server run` as a coordinator starts it: a real process on a loopback port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+
+from sync import protocol as p
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_server_run_serves_with_default_database(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "POPUP_KIT_DATA_DIR": str(tmp_path / "data")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "popup_kit", "server", "run", "--port", str(port)],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # uvicorn says when it is listening
+            if "Uvicorn running on" in line:
+                break
+        else:
+            raise AssertionError(f"server exited with {proc.wait()}")
+        response = requests.get(f"http://127.0.0.1:{port}{p.API_PREFIX}/health", timeout=10)
+        assert p.is_protocol_response(response.status_code, response.headers, response.content)
+        assert (tmp_path / "data" / "server.sqlite3").exists()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=15)
+        if proc.stderr is not None:
+            proc.stderr.close()

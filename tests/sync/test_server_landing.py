@@ -1,0 +1,173 @@
+"""The attendee's landing page /r/CODE, served by the real server."""
+
+from __future__ import annotations
+
+import html
+import re
+import secrets
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from sync import protocol as p
+from sync.server.landing import outcome_texts
+from tests.sync.live_server import (
+    EnrolledKit,
+    LiveServer,
+    ManualClock,
+    PlainCodes,
+    consent_record,
+    enroll_kit,
+    ingest,
+    run_server,
+    visit_record,
+    withdrawal_record,
+)
+
+CODES = PlainCodes()
+
+
+@pytest.fixture
+def rate_clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def landing_server(sqlite_url: str, rate_clock: ManualClock) -> Iterator[LiveServer]:
+    with run_server(
+        sqlite_url, rate_clock=rate_clock, emergency_number="112", code_rules=CODES
+    ) as live:
+        yield live
+
+
+def _open(server: LiveServer, kit: EnrolledKit, code: str) -> requests.Response:
+    """What a phone opens from the slip's QR: /r/CODE?s=SIGNATURE."""
+    flat = code.replace("-", "")
+    return requests.get(
+        f"{server.url}/r/{flat}", params={"s": CODES.sign(code, kit.slip_key)}, timeout=10
+    )
+
+
+def _text(response: requests.Response) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", " ", response.text))
+
+
+def _phone_sized(response: requests.Response) -> None:
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers[p.PROTOCOL_HEADER] == "1"
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in response.text
+    # Self-contained: no scripts, stylesheets, images or fonts from anywhere.
+    assert not re.search(r"<(script|link|img|iframe)\b|url\(|src=", response.text)
+
+
+def test_signed_code_before_and_after_sync(landing_server: LiveServer) -> None:
+    kit = enroll_kit(landing_server)
+    code = CODES.new_code()
+    before = _open(landing_server, kit, code)
+    assert before.status_code == 200
+    _phone_sized(before)
+    assert "Your booth will upload your referral soon" in before.text
+
+    contact = {"name": "Maria Lopez", "phone": "+44 7700 900123"}
+    visit = visit_record(kit.kit_id, code=code, triage="urgent", contact=contact)
+    ingest(landing_server, kit, [visit, consent_record(kit.kit_id, visit["body"]["visit_id"])])
+    after = _open(landing_server, kit, code)
+    assert after.status_code == 200
+    _phone_sized(after)
+    text = _text(after)
+    assert "upload your referral soon" not in text
+    _title, instruction, steps = outcome_texts("urgent", "en", "112")
+    assert instruction in text and all(step in text for step in steps)
+    for private in ("Maria", "900123", "47", "RO1", "Ana", visit["body"]["visit_id"]):
+        assert private not in text
+    # Typed by hand without a signature (read out over the phone): the same page.
+    typed = requests.get(f"{landing_server.url}/r/{code.lower()}", timeout=10)
+    assert typed.status_code == 200 and _text(typed) == text
+
+
+def test_levels_get_their_own_advice(landing_server: LiveServer) -> None:
+    kit = enroll_kit(landing_server)
+    pages = {}
+    for level in ("emergency", "urgent", "routine", "self_care"):
+        code = CODES.new_code()
+        visit = visit_record(kit.kit_id, code=code, triage=level)
+        ingest(landing_server, kit, [visit, consent_record(kit.kit_id, visit["body"]["visit_id"])])
+        pages[level] = _text(_open(landing_server, kit, code))
+    assert len(set(pages.values())) == 4
+    assert "Emergency Department" in pages["emergency"]
+    assert "112" in pages["emergency"]
+    assert "112" not in pages["self_care"]
+
+
+def test_known_visit_without_c2_or_withdrawn_shows_no_level(landing_server: LiveServer) -> None:
+    kit = enroll_kit(landing_server)
+    for share, withdraw in ((False, False), (True, True)):
+        code = CODES.new_code()
+        visit = visit_record(kit.kit_id, code=code, triage="emergency")
+        visit_id = visit["body"]["visit_id"]
+        records = [visit, consent_record(kit.kit_id, visit_id, c2=share)]
+        if withdraw:
+            records.append(withdrawal_record(kit.kit_id, visit_id))
+        ingest(landing_server, kit, records)
+        page = _open(landing_server, kit, code)
+        assert page.status_code == 200
+        assert "Follow the advice on your slip" in page.text
+        assert "112" not in page.text and "Emergency Department now" not in page.text
+
+
+def test_invalid_code_or_signature_is_not_found(landing_server: LiveServer) -> None:
+    kit = enroll_kit(landing_server)
+    code = CODES.new_code()
+    sig = CODES.sign(code, kit.slip_key)
+    forged = CODES.sign(code, secrets.token_bytes(32))  # a key no enrolled kit holds
+    known = CODES.new_code()
+    visit = visit_record(kit.kit_id, code=known)
+    ingest(landing_server, kit, [visit, consent_record(kit.kit_id, visit["body"]["visit_id"])])
+    for path, params in (
+        (f"/r/{code}", {"s": forged}),
+        (f"/r/{code}", {}),  # unknown code, no signature
+        (f"/r/{code}", {"s": ""}),
+        (f"/r/{known}", {"s": forged}),  # known code, forged signature
+        ("/r/NOT-A-CODE", {"s": sig}),
+        ("/r/" + "9" * 40, {}),
+        ("/r/%00%01", {"s": sig}),
+    ):
+        page = requests.get(landing_server.url + path, params=params, timeout=10)
+        assert page.status_code == 404, path
+        assert "Not found" in page.text
+        assert "upload" not in page.text
+    assert _open(landing_server, kit, code).status_code == 200
+
+
+def test_landing_is_rate_limited_per_client(
+    landing_server: LiveServer, rate_clock: ManualClock
+) -> None:
+    url = f"{landing_server.url}/r/{CODES.new_code()}"
+    statuses = [requests.get(url, timeout=10).status_code for _ in range(21)]
+    assert statuses[:20] == [404] * 20
+    assert statuses[20] == 429
+    limited = requests.get(url, timeout=10)
+    assert limited.status_code == 429 and limited.headers["Retry-After"] == "60"
+    # The sync API is not throttled by the landing page's limit.
+    assert requests.get(landing_server.api("/health"), timeout=10).status_code == 200
+    rate_clock.now += 60  # a minute later the bucket has refilled
+    assert requests.get(url, timeout=10).status_code == 404
+
+
+def test_real_slip_url_is_recognised(sqlite_url: str) -> None:
+    from printouts.codes import compact_code, new_referral_code
+    from printouts.payload import parse_slip_url, slip_url
+
+    with run_server(sqlite_url) as server:
+        kit = enroll_kit(server)
+        code = new_referral_code()
+        url = slip_url("https://triage.example.org", code, kit.slip_key)
+        base, in_url, sig = parse_slip_url(url)
+        assert base == "https://triage.example.org" and in_url == code
+        # The phone opens exactly the path the QR carries: the compact code.
+        assert url.endswith(f"/r/{compact_code(code)}?s={sig}")
+        page = requests.get(f"{server.url}/r/{compact_code(code)}", params={"s": sig}, timeout=10)
+        assert page.status_code == 200 and "upload your referral soon" in page.text
+        bad = requests.get(f"{server.url}/r/{in_url}", params={"s": sig[::-1]}, timeout=10)
+        assert bad.status_code == 404
