@@ -147,10 +147,11 @@ class BoothApp(App[None]):
                     stop=self._sync_stop,
                 )
             except Exception as exc:  # shown on the home screen; the booth goes on
-                self.post_message(SyncEnded(self.clock(), None, f"{exc}"))
+                ended = SyncEnded(self.clock(), None, f"{exc}")
             else:
-                self.post_message(SyncEnded(self.clock(), summary, None))
+                ended = SyncEnded(self.clock(), summary, None)
             self.sync_running = False
+            self.post_message(ended)
             self._sync_wake.wait(self.config.sync_interval)
             self._sync_wake.clear()
 

@@ -65,9 +65,7 @@ def sync_line(
         return f"Sync cannot start: {error}"
     if not enrolled:
         return "Not enrolled with a triage server: records stay here (popup-kit enroll)."
-    if running:
-        return "Syncing in the background…"
-    parts = []
+    parts = ["syncing now…"] if running else []
     if at is not None:
         parts.append(f"last sync {at.astimezone():%H:%M}")
     if error:
