@@ -38,9 +38,7 @@ async def test_not_enrolled_says_records_stay_here(config: KitConfig) -> None:
         assert any("not enrolled" in str(n.message) for n in app._notifications)
 
 
-async def test_visits_reach_the_server_in_the_background(
-    config: KitConfig, tmp_path: Path
-) -> None:
+async def test_visits_reach_the_server_in_the_background(config: KitConfig, tmp_path: Path) -> None:
     with run_server(f"sqlite:///{tmp_path / 'server.sqlite3'}") as server:
         kit = enroll_kit(server, config.kit_id)
         kit.credentials.save(config.data_dir)
@@ -57,9 +55,7 @@ async def test_visits_reach_the_server_in_the_background(
             await pilot.pause()
             assert isinstance(app.screen, HomeScreen)
             await wait_for(lambda: len(server.store.records()) == 2, pilot)
-            await wait_for(
-                lambda: "Everything recorded here" in text_of(app, "#unsent"), pilot
-            )
+            await wait_for(lambda: "Everything recorded here" in text_of(app, "#unsent"), pilot)
             assert "last sync" in text_of(app, "#sync")
         held = server.store.records()
         assert {r.record_type for r in held} == {"visit", "consent"}
