@@ -179,3 +179,10 @@ def test_exit_code_from_a_real_process(tmp_path: Path, config: KitConfig) -> Non
     )
     assert done.returncode == 2
     assert done.stderr.startswith("popup-kit: answers: weight_loss: must be one of")
+
+
+def test_info_names_the_kit(config: KitConfig, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", "--json"]) == 0
+    facts = json.loads(capsys.readouterr().out)
+    assert facts["kit_id"] == config.kit_id and facts["enrolled_with"] is None
+    assert facts["ruleset_version"] == "2026.11-1" and facts["config"] == "embedded default"
