@@ -210,3 +210,47 @@ def test_visit_detail(snap_compare: Snap, make_app: Callable[[], BoothApp]) -> N
             keys("enter", "s", "enter", "l", "enter"),
         ),
     )
+
+
+def test_language(snap_compare: Snap, make_app: Callable[[], BoothApp]) -> None:
+    assert snap_compare(make_app(), run_before=steps(ready, day, keys("n")))
+
+
+def test_not_screened_under_age(snap_compare: Snap, make_app: Callable[[], BoothApp]) -> None:
+    plan = {**SELF_CARE, "age_years": 15}
+    assert snap_compare(make_app(), run_before=steps(ready, day, visit, until_done(plan)))
+
+
+def test_resume(snap_compare: Snap, make_app: Callable[[], BoothApp], config: KitConfig) -> None:
+    from popup_kit.services import VisitService
+
+    service = VisitService(config, clock=fixed_clock)
+    service.save_draft("d1", "AB", "es", {"answers": {"age_years": 52, "_capacity": True}})
+    service.close()
+    assert snap_compare(make_app(), run_before=steps(ready, day))
+
+
+def test_correct(snap_compare: Snap, make_app: Callable[[], BoothApp]) -> None:
+    assert snap_compare(
+        make_app(),
+        run_before=steps(
+            ready, day, visit, until_done(SELF_CARE), keys("enter", "s", "enter", "l", "enter", "c")
+        ),
+    )
+
+
+def test_qr_on_screen(
+    snap_compare: Snap, make_app: Callable[[], BoothApp], config: KitConfig
+) -> None:
+    import json
+
+    from printouts.payload import KEY_FILE
+
+    # a fixed slip key, so the signed URL (and so the QR) is the same every run
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    key = {"version": 1, "kit_id": "kit-snapshot", "secret": "ab" * 32}
+    (config.data_dir / KEY_FILE).write_text(json.dumps(key), "ascii")
+    assert snap_compare(
+        make_app(),
+        run_before=steps(ready, day, visit, until_done(SELF_CARE), keys("enter", "s", "q")),
+    )
