@@ -15,14 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import Connection
 
 from sync.outbox import OUTBOX_DDL
-
-BUSY_TIMEOUT_MS = 30_000
+from sync.sqlite import CONNECT_ARGS, tune_sqlite
 
 
 class StoreError(RuntimeError):
@@ -132,31 +130,9 @@ def make_engine(path: Path) -> Engine:
     if not path.exists():
         # Health data: readable by the kit's user only, from the first byte.
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-    engine = create_engine(
-        f"sqlite:///{path}",
-        connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
-        pool_size=4,
-        max_overflow=4,
+    return tune_sqlite(
+        create_engine(f"sqlite:///{path}", connect_args=CONNECT_ARGS, pool_size=4, max_overflow=4)
     )
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # Transactions are issued by hand (below): pysqlite's own handling defers the
-        # write lock and skips DDL.
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=FULL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        immediate = conn.get_execution_options().get("sqlite_immediate", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    return engine
 
 
 def schema_version(conn: Connection) -> int:

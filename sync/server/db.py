@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import Connection
+from sqlalchemy import Engine, create_engine, text
+
+from sync.sqlite import CONNECT_ARGS, tune_sqlite
 
 Dialect = str
 
@@ -98,33 +98,10 @@ def normalize_url(db: str) -> str:
 def make_engine(db_url: str) -> Engine:
     url = normalize_url(db_url)
     if url.startswith("sqlite"):
-        engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=8
-        )
-        _sqlite_setup(engine)
-        return engine
+        return tune_sqlite(create_engine(url, connect_args=CONNECT_ARGS, pool_size=8))
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
-
-
-def _sqlite_setup(engine: Engine) -> None:
-    # pysqlite's implicit transactions skip DDL and never take the write lock up front;
-    # we issue BEGIN ourselves so that DDL is transactional and writers queue cleanly.
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=FULL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        immediate = conn.get_execution_options().get("sqlite_immediate", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def migrate(engine: Engine) -> int:

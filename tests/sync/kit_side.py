@@ -10,13 +10,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, text
 
 from sync import protocol as p
 from sync.client import SyncConfig
 from sync.outbox import OUTBOX_DDL, enqueue
 from sync.records import make_record
 from sync.server import ServerStore
+from sync.sqlite import CONNECT_ARGS, tune_sqlite
 
 T0 = datetime(2026, 11, 22, 17, 0, tzinfo=UTC)
 
@@ -37,27 +38,7 @@ def kit_engine(path: Path) -> Engine:
     """The kit's file as the kit's store opens it: WAL, synchronous=FULL, busy timeout,
     foreign keys, transactions begun by hand (``BEGIN IMMEDIATE`` for writers)."""
     new = not path.exists()
-    engine = create_engine(
-        f"sqlite:///{path}", connect_args={"check_same_thread": False, "timeout": 30}
-    )
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        for pragma in (
-            "journal_mode=WAL",
-            "synchronous=FULL",
-            "foreign_keys=ON",
-            "busy_timeout=30000",
-        ):
-            cur.execute(f"PRAGMA {pragma}")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        immediate = conn.get_execution_options().get("sqlite_immediate", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    engine = tune_sqlite(create_engine(f"sqlite:///{path}", connect_args=CONNECT_ARGS))
 
     if new:
         with engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
