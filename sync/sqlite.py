@@ -1,7 +1,8 @@
 """How every SQLite file of the project is opened: the kit's store and the server alike.
 
 WAL (readers never block the writer), ``synchronous=FULL`` (a commit survives a power
-cut), foreign keys, a busy timeout, and transactions issued by hand: pysqlite's own
+cut), foreign keys, a busy timeout, ``secure_delete`` (removed personal data is zeroed),
+and transactions issued by hand: pysqlite's own
 handling defers the write lock and skips DDL, so ``BEGIN`` (or ``BEGIN IMMEDIATE`` when a
 connection carries the ``sqlite_immediate`` execution option) is sent explicitly and
 writers queue cleanly instead of failing half way.
@@ -20,6 +21,8 @@ PRAGMAS = (
     "synchronous=FULL",
     "foreign_keys=ON",
     f"busy_timeout={BUSY_TIMEOUT_MS}",
+    # purged contact details and withdrawn answers are overwritten, not left in free pages
+    "secure_delete=ON",
 )
 CONNECT_ARGS = {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}
 
