@@ -126,14 +126,15 @@ class FieldSpec:
             return "one of " + ", ".join(f'"{v}"' for v in self.values)
         if self.type in OBJECT_TYPES:
             return "an object with " + ", ".join(k for k, _ in self.keys) + ", or null"
-        return _describe_range(self.type, self.minimum, self.maximum)
+        return describe_range(self.type, self.minimum, self.maximum)
 
 
 def _fmt_number(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
 
-def _describe_range(kind: str, lo: float | None, hi: float | None) -> str:
+def describe_range(kind: str, lo: float | None, hi: float | None) -> str:
+    """What a number question allows, in words: "a whole number from 0 to 120"."""
     what = "a whole number" if kind == "integer" else "a number"
     if lo is not None and hi is not None:
         return f"{what} from {_fmt_number(lo)} to {_fmt_number(hi)}"
@@ -146,7 +147,7 @@ def check_number(
     name: str, kind: str, value: Any, lo: float | None, hi: float | None
 ) -> int | float:
     """``value`` as a whole number (or number), in range; whole floats become ints."""
-    allowed = _describe_range(kind, lo, hi)
+    allowed = describe_range(kind, lo, hi)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise AnswerError(name, f"must be {allowed}, got {value!r}")
     if isinstance(value, float):
@@ -318,9 +319,6 @@ class Forms:
             return Question(name, "screen", "choice", prompt, None, yes_no)
         kind: Kind = "integer" if spec.type == "integer" else "number"
         return Question(name, "screen", kind, prompt, None, (), spec.minimum, spec.maximum)
-
-    def attribution(self, question: Question, language: str) -> str:
-        return localized(question.attribution, language)
 
     # --- evaluation ------------------------------------------------------------------
 

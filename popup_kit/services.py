@@ -224,23 +224,20 @@ class VisitService:
         current = self._existing(visit_id)
         if current.voided:
             raise VisitRefused(f"visit {current.code} is already void")
-        now = self.clock()
+        # the latest version as stored, marked void: answers, outcome and contact unchanged
+        stored = self.store.version_row(current.record_id).model_dump()
         row = VisitVersionRow(
-            record_id=str(uuid.uuid4()),
-            visit_id=visit_id,
-            version=current.version + 1,
-            supersedes=current.record_id,
-            created_at=iso(now),
-            volunteer=volunteer.strip() or current.volunteer,
-            language=current.language,
-            status="void",
-            void_reason=reason,
-            answers=json.dumps(current.answers, sort_keys=True),
-            outcome=self._stored_outcome(current.record_id),
-            triage=current.triage,
-            forms_version=current.forms_version,
-            contact_name=current.contact.name if current.contact else None,
-            contact_phone=current.contact.phone if current.contact else None,
+            **{
+                **stored,
+                "record_id": str(uuid.uuid4()),
+                "version": current.version + 1,
+                "supersedes": current.record_id,
+                "created_at": iso(self.clock()),
+                "volunteer": volunteer.strip() or current.volunteer,
+                "status": "void",
+                "void_reason": reason,
+                "note": None,
+            }
         )
         self.store.add_version(
             row,
@@ -378,14 +375,6 @@ class VisitService:
             contact_name=contact.name if contact else None,
             contact_phone=contact.phone if contact else None,
         )
-
-    def _stored_outcome(self, record_id: str) -> str:
-        from popup_kit.store.tables import VisitVersionRow as Row
-
-        with self.store.reading() as session:
-            row = session.get(Row, record_id)
-            assert row is not None
-            return row.outcome
 
     def _visit_record(self, visit: VisitRow, row: VisitVersionRow) -> dict[str, Any]:
         body: dict[str, Any] = {

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from popup_kit.config import KitConfig
@@ -82,10 +81,6 @@ def render_visit(
     return Printout(pdf, made, fmt, slip_filename(visit.code, fmt, made))
 
 
-def slips_dir(config: KitConfig) -> Path:
-    return config.slips_dir
-
-
 def print_visit(
     config: KitConfig, visit: VisitRecord, fmt: str | None = None, kind: Kind = "slip"
 ) -> PrintResult:
@@ -93,7 +88,7 @@ def print_visit(
     from printouts.printing import print_pdf
 
     made = render_visit(config, visit, fmt, kind)
-    return print_pdf(made.pdf, config.printer_name, slips_dir(config), made.filename)
+    return print_pdf(made.pdf, config.printer_name, config.slips_dir, made.filename)
 
 
 def day_summary(config: KitConfig, service: VisitService, day: date) -> DaySummaryData:

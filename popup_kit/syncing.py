@@ -76,22 +76,22 @@ def purge(config: KitConfig, store: Store, creds: KitCredentials, *, now: dateti
     """Remove contact details (the only personal data kept) from visits whose every record
     the server confirmed with a verified receipt more than the retention period ago; the
     non-personal skeleton and the receipts stay. Never before."""
-    from sync.client import clear_confirmed_payloads, confirmed_records, confirmed_visits
+    from sync.client import clear_confirmed_payloads, confirmed_visits
 
     cutoff = now - timedelta(days=config.retention_days)
     due = confirmed_visits(store.engine, creds.receipt_key, before=cutoff)
     if not due:
         return PurgeResult(0, 0)
-    records = [
-        r.record_id
-        for r in confirmed_records(store.engine, creds.receipt_key, before=cutoff)
-        if r.visit_id in set(due)
-    ]
     stamp = iso(now)
     purged_visits = 0
     with store.writing() as session:
         conn = session.connection()
+        # every row of a due visit is confirmed with a verified receipt: clear them all
+        records: list[str] = []
         for visit_id in due:
+            records += conn.execute(
+                text("SELECT record_id FROM outbox WHERE visit_id = :v"), {"v": visit_id}
+            ).scalars()
             changed = conn.execute(
                 text(
                     "UPDATE visit_version SET contact_name = NULL, contact_phone = NULL, "

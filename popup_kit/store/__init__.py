@@ -348,6 +348,15 @@ class Store:
             visits=int(visits or 0),
         )
 
+    def version_row(self, record_id: str) -> VisitVersionRow:
+        """A stored version as it is (to derive the next one from it)."""
+        with self.reading() as session:
+            row = session.get(VisitVersionRow, record_id)
+            if row is None:
+                raise StoreError(f"no visit version {record_id}")
+            session.expunge(row)
+            return row
+
     def audit(self, visit_id: str | None = None) -> list[dict[str, Any]]:
         with self.reading() as session:
             query = select(AuditRow).order_by(AuditRow.id)  # type: ignore[arg-type]

@@ -216,11 +216,6 @@ class BoothApp(App[None]):
         if isinstance(self.screen, HomeScreen):
             self.screen.refresh_counts()
 
-    def _on_home(self) -> bool:
-        from popup_kit.ui.screens.home import HomeScreen
-
-        return isinstance(self.screen, HomeScreen) and self.volunteer != ""
-
     def _can_work(self) -> bool:
         if not self.volunteer:
             self.notify("Enter the volunteer on duty first.", severity="warning")

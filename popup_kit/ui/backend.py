@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -30,7 +30,6 @@ class VisitSession:
     contact: Contact | None = None
     emergency_acknowledged: bool = False
     consent_info_seen: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def ui_state(self) -> dict[str, Any]:
         return {

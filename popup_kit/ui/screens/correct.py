@@ -11,7 +11,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from popup_kit.ui.screens.visit import allowed, display_value, localized
+from forms import localized
+from popup_kit.ui.screens.visit import allowed, display_value
 from popup_kit.ui.widgets import ChoiceBar, ChoiceButton
 
 if TYPE_CHECKING:

@@ -10,8 +10,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Digits, Footer, Input, Static
 
+from forms import localized
 from popup_kit.ui.screens.outcome import next_after_flow
-from popup_kit.ui.screens.visit import localized
 
 if TYPE_CHECKING:
     from popup_kit.ui.app import BoothApp

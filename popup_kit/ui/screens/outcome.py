@@ -51,7 +51,7 @@ class OutcomeScreen(Screen[None]):
     ]
 
     def compose(self) -> ComposeResult:
-        from popup_kit.ui.screens.visit import localized
+        from forms import localized
 
         session = self.app.visit
         backend = self.app.backend
@@ -181,7 +181,8 @@ class ReviewScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        from popup_kit.ui.screens.visit import display_value, localized
+        from forms import localized
+        from popup_kit.ui.screens.visit import display_value
 
         session = self.app.visit
         assert session is not None

@@ -11,6 +11,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
+from forms import localized
+from forms.engine import describe_range
 from popup_kit.ui.widgets import ChoiceBar, ChoiceButton
 
 if TYPE_CHECKING:
@@ -24,12 +26,6 @@ SECTION_NAMES = {
     "screen": "Red-flag questions",
     "instrument": "Questionnaires",
 }
-
-
-def localized(text: dict[str, str] | None, language: str) -> str:
-    if not text:
-        return ""
-    return text.get(language) or text.get("en") or next(iter(text.values()), "")
 
 
 def display_value(question: Question | None, value: Any, language: str) -> str:
@@ -48,17 +44,7 @@ def display_value(question: Question | None, value: Any, language: str) -> str:
 
 
 def allowed(question: Question) -> str:
-    kind = "a whole number" if question.kind == "integer" else "a number"
-    lo, hi = question.minimum, question.maximum
-
-    def fmt(x: float) -> str:
-        return str(int(x)) if float(x).is_integer() else str(x)
-
-    if lo is not None and hi is not None:
-        return f"{kind} from {fmt(lo)} to {fmt(hi)}"
-    if lo is not None:
-        return f"{kind}, at least {fmt(lo)}"
-    return kind
+    return describe_range(question.kind, question.minimum, question.maximum)
 
 
 def number_complete(question: Question, typed: str) -> bool:
