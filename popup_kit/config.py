@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 CONFIG_ENV = "POPUP_KIT_CONFIG"
 DATA_DIR_ENV = "POPUP_KIT_DATA_DIR"
 SLIP_FORMATS = ("receipt80", "receipt58", "a6")
 MAX_BASE_URL_LENGTH = 91  # printouts.payload: the longest base whose slip URL fits QR v7-M
+PLACEHOLDER_HOST = "triage.example.org"
 
 
 class ConfigError(Exception):
@@ -43,6 +45,21 @@ class KitConfig:
     provider: str = ""
     source: str = "embedded default"
     data_dir: Path = field(default_factory=lambda: default_data_dir())
+    # Per-language booth name and event, where kit.toml gives a table keyed by language.
+    booth_names: dict[str, str] = field(default_factory=dict)
+    events: dict[str, str] = field(default_factory=dict)
+
+    def booth_name_in(self, language: str) -> str:
+        """The booth's name as an attendee reading ``language`` should see it."""
+        return self.booth_names.get(language, self.booth_name)
+
+    def event_in(self, language: str) -> str:
+        return self.events.get(language, self.event)
+
+    @property
+    def server_is_placeholder(self) -> bool:
+        """True while [server] base_url is still the shipped placeholder: slips lead nowhere."""
+        return urlsplit(self.server_base_url).hostname == PLACEHOLDER_HOST
 
     @property
     def slips_dir(self) -> Path:
@@ -115,6 +132,29 @@ def _get(data: dict[str, Any], section: str, key: str, kind: type) -> Any:
     return value
 
 
+def _per_language(
+    data: dict[str, Any], key: str, default_language: str, languages: tuple[str, ...]
+) -> tuple[str, dict[str, str]]:
+    """``[booth] KEY`` as a string (every language) or a table keyed by language code."""
+    value = data.get("booth", {}).get(key)
+    if isinstance(value, str):
+        return value, {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ConfigError(
+            f"[booth] {key} must be a string or a table of strings by language, not {value!r}"
+        )
+    unknown = sorted(set(value) - set(languages))
+    if unknown:
+        raise ConfigError(
+            f"[booth] {key} has languages not in [screening] languages: {', '.join(unknown)}"
+        )
+    if default_language not in value:
+        raise ConfigError(
+            f"[booth] {key} needs a value for the default language {default_language}"
+        )
+    return value[default_language], dict(value)
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> KitConfig:
     """Read kit.toml from ``path``, else ``$POPUP_KIT_CONFIG``, else the embedded default.
 
@@ -156,12 +196,17 @@ def load_config(path: str | os.PathLike[str] | None = None) -> KitConfig:
     min_age = _get(data, "screening", "min_self_consent_age", int)
     if not 0 < min_age < 120:
         raise ConfigError("[screening] min_self_consent_age must be between 1 and 119")
+    languages_t = tuple(str(x) for x in languages)
+    booth_name, booth_names = _per_language(data, "name", default_language, languages_t)
+    event, events = _per_language(data, "event", default_language, languages_t)
     return KitConfig(
-        booth_name=_get(data, "booth", "name", str),
-        event=_get(data, "booth", "event", str),
+        booth_name=booth_name,
+        event=event,
+        booth_names=booth_names,
+        events=events,
         emergency_number=_get(data, "booth", "emergency_number", str),
         min_self_consent_age=min_age,
-        languages=tuple(str(x) for x in languages),
+        languages=languages_t,
         default_language=default_language,
         thresholds=dict(thresholds),
         printer_name=_get(data, "printer", "name", str),

@@ -64,3 +64,34 @@ def test_base_url_must_fit_a_small_qr(tmp_path: Path) -> None:
     path.write_text('[server]\nbase_url = "ftp://triage.org"\n')
     with pytest.raises(ConfigError, match="http"):
         load_config(path)
+
+
+def test_booth_name_and_event_may_be_given_per_language(tmp_path: Path) -> None:
+    path = tmp_path / "kit.toml"
+    path.write_text(
+        '[booth]\nname = { en = "Back pain booth", es = "Puesto de espalda" }\n'
+        'event = "Mercado nocturno"\n',
+        "utf-8",
+    )
+    config = load_config(path)
+    assert config.booth_name == "Back pain booth"
+    assert config.booth_name_in("es") == "Puesto de espalda"
+    assert config.booth_name_in("en") == "Back pain booth"
+    assert config.event_in("es") == "Mercado nocturno"
+
+
+def test_per_language_booth_name_needs_the_default_language(tmp_path: Path) -> None:
+    path = tmp_path / "kit.toml"
+    path.write_text('[booth]\nname = { es = "Puesto" }\n', "utf-8")
+    with pytest.raises(ConfigError, match=r"\[booth\] name needs a value for the default"):
+        load_config(path)
+    path.write_text('[booth]\nname = { en = "Booth", fr = "Stand" }\n', "utf-8")
+    with pytest.raises(ConfigError, match="fr"):
+        load_config(path)
+
+
+def test_the_shipped_server_address_is_known_as_a_placeholder(tmp_path: Path) -> None:
+    assert load_config().server_is_placeholder
+    path = tmp_path / "kit.toml"
+    path.write_text('[server]\nbase_url = "https://triage.health.example"\n', "utf-8")
+    assert not load_config(path).server_is_placeholder
