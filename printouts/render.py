@@ -596,12 +596,14 @@ def _watermark(data: SlipData) -> Overlay | None:
     return draw
 
 
-def _placeholder_note(flow: _Flow, language: str) -> None:
-    """The QR points at the shipped placeholder server: it opens nothing yet."""
+def _placeholder_note(flow: _Flow, language: str, *, emergency: bool = False) -> None:
+    """The QR points at the shipped placeholder server: it opens nothing yet. On the
+    emergency slip the note says that this changes nothing about going now."""
+    note = "placeholder_note_emergency" if emergency else "placeholder_note"
 
     def fill(box: _Flow) -> None:
         box.text(label("placeholder_title", language), bold=True, after=0.2)
-        box.text(label("placeholder_note", language), size=box.size - 0.5, after=0.2)
+        box.text(label(note, language), size=box.size - 0.5, after=0.2)
         box.text(label("placeholder_fix", language), size=box.size - 1.5, after=0)
 
     flow.framed(fill)
@@ -716,7 +718,7 @@ def render_emergency_slip(data: SlipData, fmt: str = "receipt80") -> bytes:
             if url:
                 flow.qr(url)
         if url and data.server_placeholder:
-            _placeholder_note(flow, lang)
+            _placeholder_note(flow, lang, emergency=True)
         _ces_card(flow, lang, data.emergency_number)
 
     return _produce(fmt, _title("Emergency slip", code, data), build, **_marking(data))

@@ -70,6 +70,10 @@ LABELS: dict[str, dict[str, str]] = {
             "The booth's tele-triage server is not set up, so the square and the address "
             "open nothing. Ask the booth staff what to do next."
         ),
+        "placeholder_note_emergency": (
+            "The booth's tele-triage server is not set up, so the square opens nothing. "
+            "That changes nothing above: go to the emergency department now."
+        ),
         "placeholder_fix": "For the booth staff: set [server] base_url in kit.toml.",
         "placeholder_summary": (
             "The QR codes on today's slips lead nowhere yet: set [server] base_url in kit.toml."
@@ -134,6 +138,10 @@ LABELS: dict[str, dict[str, str]] = {
         "placeholder_note": (
             "El servidor de teletriaje del puesto no está configurado: el cuadrado y la "
             "dirección no abren nada. Pregunte al personal del puesto qué hacer."
+        ),
+        "placeholder_note_emergency": (
+            "El servidor de teletriaje del puesto no está configurado: el cuadrado no abre "
+            "nada. Eso no cambia nada de lo de arriba: vaya a urgencias ahora."
         ),
         "placeholder_fix": "Para el personal del puesto: configure [server] base_url en kit.toml.",
         "placeholder_summary": (

@@ -585,6 +585,11 @@ def test_a_slip_for_the_placeholder_server_says_its_qr_leads_nowhere_yet(
     assert "This code does not lead anywhere yet" in text
     assert "tele-triage server is not set up" in text
     assert "For the booth staff: set [server] base_url in kit.toml." in text
+    if level == "emergency":  # never "ask the booth" on the way to the emergency department
+        assert "That changes nothing above: go to the emergency department now." in text
+        assert "Ask the booth staff" not in text
+    else:
+        assert "Ask the booth staff what to do next." in text
     assert [s.data.decode() for page in rasterise(pdf) for s in _decode(page)] == [data.url]
     assert len(rasterise(pdf, dpi=50)) == 1
     real = flat(pdf_text(render(make_slip(level=level, server_placeholder=False), fmt)))
