@@ -242,6 +242,10 @@ def test_printing_a_voided_visit_prints_the_void_mark(
     text = " ".join(pdf_text(printed.read_bytes()).split())
     assert text.startswith("VOID") and "Reason: Recorded twice" in text
     assert not [t for page in rasterise(printed.read_bytes()) for t in decode_qr_texts(page)]
+    out_pdf = tmp_path / "void.pdf"
+    assert main(["slip", visit.code, "--out", str(out_pdf), "--config", str(config)]) == 0
+    assert capsys.readouterr().out.startswith(f"VOID slip for {visit.code} (a6) written to")
+    assert " ".join(pdf_text(out_pdf.read_bytes()).split()).startswith("VOID")
 
 
 def test_summary_print_says_what_it_printed(
