@@ -137,6 +137,20 @@ def main() -> None:
     for fmt in FORMATS:
         slip = functools.partial(each_new, render_emergency_slip, emergency, fmt)
         rows.append((f"emergency slip {fmt}", median_ms(slip, runs)))
+    void = dataclasses.replace(urgent, void_reason="Recorded twice by mistake")
+    rows.append(
+        (
+            "VOID slip receipt80 (band, watermark, no QR)",
+            median_ms(lambda: render_slip(void, "receipt80"), runs),
+        )
+    )
+    placeholder = dataclasses.replace(urgent, server_placeholder=True)
+    rows.append(
+        (
+            "referral slip receipt80 with the placeholder-server note",
+            median_ms(functools.partial(each_new, render_slip, placeholder, "receipt80"), runs),
+        )
+    )
     rows.append(
         (
             "consent copy receipt80",

@@ -41,6 +41,14 @@ def outcome_text(level: str, language: str, **values: Any) -> tuple[str, str, li
     return title, instruction, steps
 
 
+def level_name(level: str, language: str) -> str:
+    """The short name of an outcome level in ``language`` (``level`` itself if unknown)."""
+    entry = _texts()["outcomes"].get(level)
+    if not isinstance(entry, dict) or "name" not in entry:
+        return level
+    return localized(entry["name"], language)
+
+
 def ces_warning(language: str) -> tuple[str, list[str]]:
     """(heading, warning signs) of the cauda equina card in ``language``."""
     card = _texts()["ces"]

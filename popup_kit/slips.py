@@ -1,5 +1,11 @@
 """A visit's printouts: the kit's own data turned into ``printouts`` input, rendered,
 saved and sent to the printer. Used by the CLI and the UI alike; no UI here.
+
+Everything on a visit's paper is in the visit's language (the booth name and event too);
+the day summary is the coordinator's, in the kit's language. A voided visit's printouts
+always carry the VOID mark and its reason, and no QR; ``superseded_by`` marks an old
+version of a corrected visit the same way. While ``[server] base_url`` is the shipped
+placeholder, every slip says that its QR leads nowhere yet.
 """
 
 from __future__ import annotations
@@ -42,17 +48,28 @@ def visit_url(config: KitConfig, code: str, key: KitKey | None = None) -> str:
     return slip_url(config.server_base_url, code, key or kit_key(config))
 
 
-def slip_data(config: KitConfig, visit: VisitRecord, key: KitKey | None = None) -> SlipData:
+def slip_data(
+    config: KitConfig,
+    visit: VisitRecord,
+    key: KitKey | None = None,
+    *,
+    void_reason: str | None = None,
+    superseded_by: int | None = None,
+) -> SlipData:
+    """What the visit's printouts show. A voided visit is marked VOID with its stored
+    reason; ``void_reason`` marks it so even before the store says it (it never unmarks)."""
     from printouts.render import SlipData
 
     language = visit.language
+    if visit.voided and void_reason is None:
+        void_reason = visit.void_reason or ""
     return SlipData(
         code=visit.code,
         url=visit_url(config, visit.code, key),
         level=visit.triage,
         language=language,
-        booth_name=config.booth_name,
-        event=config.event,
+        booth_name=config.booth_name_in(language),
+        event=config.event_in(language),
         visit_date=visit.created_at.astimezone().date(),
         reasons=[rule.reason_in(language) for rule in visit.rules],
         rule_ids=visit.rule_ids,
@@ -61,34 +78,67 @@ def slip_data(config: KitConfig, visit: VisitRecord, key: KitKey | None = None) 
         consent_context=config.consent_context(),
         ruleset_version=visit.ruleset_version,
         consent_version=visit.consent_version,
+        void_reason=void_reason,
+        superseded_by=superseded_by,
+        server_placeholder=config.server_is_placeholder,
     )
 
 
+WHAT = {"slip": "slip", "emergency": "emergency slip", "consent": "consent copy"}
+
+
 def render_visit(
-    config: KitConfig, visit: VisitRecord, fmt: str | None = None, kind: Kind = "slip"
+    config: KitConfig,
+    visit: VisitRecord,
+    fmt: str | None = None,
+    kind: Kind = "slip",
+    *,
+    void_reason: str | None = None,
+    superseded_by: int | None = None,
 ) -> Printout:
-    """The visit's slip (the emergency slip for an emergency) or its consent copy."""
+    """The visit's slip (the emergency slip for an emergency) or its consent copy.
+
+    Marked VOID when the visit is voided (or ``void_reason`` is given), REPLACED when
+    ``superseded_by`` names the version that corrected it; a superseded version is saved
+    under its own file name, so it never overwrites the current slip's PDF.
+    """
     from printouts.printing import slip_filename
     from printouts.render import render_consent_copy, render_visit_slip
 
     fmt = fmt or config.slip_format
-    data = slip_data(config, visit)
+    data = slip_data(config, visit, void_reason=void_reason, superseded_by=superseded_by)
     if kind == "consent":
         pdf, made = render_consent_copy(data, fmt), "consent"
     else:
         pdf = render_visit_slip(data, fmt)
         made = "emergency" if visit.triage == "emergency" else "slip"
-    return Printout(pdf, made, fmt, slip_filename(visit.code, fmt, made))
+    filename = slip_filename(visit.code, fmt, made)
+    if superseded_by is not None and data.void_reason is None:
+        filename = filename.replace(visit.code, f"{visit.code}-v{visit.version}-replaced", 1)
+    return Printout(pdf, made, fmt, filename)
 
 
 def print_visit(
-    config: KitConfig, visit: VisitRecord, fmt: str | None = None, kind: Kind = "slip"
+    config: KitConfig,
+    visit: VisitRecord,
+    fmt: str | None = None,
+    kind: Kind = "slip",
+    *,
+    void_reason: str | None = None,
+    superseded_by: int | None = None,
 ) -> PrintResult:
     """Save the printout where the volunteer can find it, then send it to the printer."""
     from printouts.printing import print_pdf
 
-    made = render_visit(config, visit, fmt, kind)
-    return print_pdf(made.pdf, config.printer_name, config.slips_dir, made.filename)
+    made = render_visit(
+        config, visit, fmt, kind, void_reason=void_reason, superseded_by=superseded_by
+    )
+    what = WHAT.get(made.kind, made.kind)
+    if void_reason is not None or visit.voided:
+        what = f"VOID {what}"
+    elif superseded_by is not None:
+        what = f"replaced {what}"
+    return print_pdf(made.pdf, config.printer_name, config.slips_dir, made.filename, what=what)
 
 
 def day_summary(config: KitConfig, service: VisitService, day: date) -> DaySummaryData:
@@ -113,4 +163,5 @@ def day_summary(config: KitConfig, service: VisitService, day: date) -> DaySumma
         consent_asked=asked,
         set_aside=unsent.set_aside,
         emergency_number=config.emergency_number,
+        server_placeholder=config.server_is_placeholder,
     )

@@ -39,6 +39,7 @@ TOP_MARGIN_MM = 4.0
 TEAR_MM = 10.0  # blank paper below a receipt, to tear it off
 PAGE_BOTTOM_MM = 6.0
 MIN_SIZE = 6.5
+MARKED_MIN_SIZE = 5.5  # a void or replaced printout is a record: it may shrink further
 MAX_UNSENT_CODES = 20
 LEADING = 1.22
 ADVICE_ONLY = ("ineligible", "consent_refused")  # tallies: nothing about the person is kept
@@ -84,6 +85,17 @@ class SlipData:
     consent_context: Mapping[str, str] = field(default_factory=dict)  # provider, controller
     ruleset_version: str = ""
     consent_version: str = ""
+    # A voided visit: the printout carries a VOID mark with this reason and no QR.
+    void_reason: str | None = None
+    # An old version of a corrected visit: marked as replaced by this version, no QR.
+    superseded_by: int | None = None
+    # The QR points at the shipped placeholder server: say that it leads nowhere yet.
+    server_placeholder: bool = False
+
+    @property
+    def marked(self) -> bool:
+        """Void or superseded: a record of what was printed, not something to act on."""
+        return self.void_reason is not None or self.superseded_by is not None
 
 
 @dataclass(frozen=True)
@@ -104,6 +116,7 @@ class DaySummaryData:
     set_aside: int = 0
     unsent_codes: Sequence[str] = ()
     emergency_number: str = ""
+    server_placeholder: bool = False  # the kit's slips point at the placeholder server
 
 
 @dataclass(frozen=True)
@@ -184,6 +197,7 @@ def _wrap(text: str, font: str, size: float, width: float) -> list[str]:
 
 
 Draw = Callable[[Any, float, float], None]  # (canvas, x_left, y_top)
+Overlay = Callable[[Any, float, float, float, float], None]  # (canvas, x, y, width, height)
 
 
 @dataclass
@@ -264,6 +278,12 @@ class _Flow:
         font = BOLD if bold else REGULAR
         size = min(max_size, 0.97 * self.width / max(_width(text, font, 1.0), 1e-6))
         self.text(text, size=max(size, min_size), bold=bold, align="center", after=0.15)
+
+    def fit_text_band(self, text: str, *, max_size: float) -> None:
+        """One centred line, white on a black band, as large as fits (VOID)."""
+        pad = 1.6 * MM
+        size = min(max_size, 0.92 * (self.width - 2 * pad) / max(_width(text, BOLD, 1.0), 1e-6))
+        self.text(text, size=size, bold=True, align="center", inverse=True, after=0.2)
 
     def gap(self, mm: float) -> None:
         self.blocks.append(_Block(mm * MM, lambda c, x, y: None))
@@ -361,7 +381,9 @@ class _Flow:
         self.blocks.append(_Block(height + 0.3 * self.size, draw))
         return True
 
-    def render(self, title: str) -> bytes:
+    def render(self, title: str, overlay: Overlay | None = None) -> bytes:
+        """The PDF; ``overlay(canvas, x, y, width, height)`` draws over every page's
+        printable area."""
         from reportlab.pdfgen import canvas
 
         fmt = self.fmt
@@ -381,7 +403,7 @@ class _Flow:
         c = canvas.Canvas(buf, pagesize=(page_w, page_h), invariant=1, pageCompression=0)
         c.setTitle(title)
         c.setAuthor("popup-kit")
-        y = page_h - top_margin
+        y = y_top = page_h - top_margin
         for i, block in enumerate(self.blocks):
             needed = block.height
             for follower, prev in zip(self.blocks[i + 1 :], self.blocks[i:], strict=False):
@@ -391,10 +413,16 @@ class _Flow:
             fixed_page = fmt.height_mm is not None
             page_started = y < page_h - top_margin  # never leave a page empty
             if fixed_page and page_started and y - needed < bottom_margin:
+                if overlay is not None:
+                    overlay(
+                        c, margin_x, bottom_margin, fmt.printable_mm * MM, y_top - bottom_margin
+                    )
                 c.showPage()
                 y = page_h - top_margin
             block.draw(c, margin_x, y)
             y -= block.height
+        if overlay is not None:
+            overlay(c, margin_x, bottom_margin, fmt.printable_mm * MM, y_top - bottom_margin)
         c.save()
         return buf.getvalue()
 
@@ -413,18 +441,25 @@ def _page_format(fmt: str) -> PageFormat:
 
 
 def _produce(
-    fmt: str, title: str, build: Callable[[_Flow], None], *, one_page: bool = True
+    fmt: str,
+    title: str,
+    build: Callable[[_Flow], None],
+    *,
+    one_page: bool = True,
+    overlay: Overlay | None = None,
+    min_size: float = MIN_SIZE,
 ) -> bytes:
     """Lay out at the format's type size. On a fixed page a ``one_page`` printout (a slip
-    handed over) shrinks its type to stay on one page; a report continues on more pages."""
+    handed over) shrinks its type to stay on one page, down to ``min_size``; a report
+    continues on more pages."""
     page = _page_format(fmt)
     _register_fonts()
     size = page.base_size
     while True:
         flow = _Flow(page, size)
         build(flow)
-        if not one_page or flow.fits() or size <= MIN_SIZE:
-            return flow.render(title)
+        if not one_page or flow.fits() or size <= min_size:
+            return flow.render(title, overlay)
         size -= 0.5
 
 
@@ -506,6 +541,74 @@ def _address(flow: _Flow, url: str, size: float) -> str:
     return "\n".join(lines)
 
 
+def _mark(flow: _Flow, data: SlipData) -> None:
+    """VOID or REPLACED in a black band as wide as the paper, and why, in plain words."""
+    lang = data.language
+    if data.void_reason is not None:
+        word = label("void", lang)
+        reason = data.void_reason.strip() or label("void_no_reason", lang)
+        note = label("void_note", lang, reason=reason)
+    elif data.superseded_by is not None:
+        word = label("superseded", lang)
+        note = label("superseded_note", lang, version=str(data.superseded_by))
+    else:
+        return
+    flow.fit_text_band(word, max_size=flow.size * 3)
+    flow.text(note, bold=True, after=0.5)
+
+
+def _watermark(data: SlipData) -> Overlay | None:
+    """The mark's word again, outlined and slanted across every page, so that no part of
+    a marked printout can be cut off and pass for a good one."""
+    if data.void_reason is not None:
+        word = label("void", data.language)
+    elif data.superseded_by is not None:
+        word = label("superseded", data.language)
+    else:
+        return None
+
+    angle = math.radians(35)
+
+    def draw(c: Any, x: float, y: float, width: float, height: float) -> None:
+        # The slanted word's box (its length along the slant, a cap height across it)
+        # fits the column.
+        per_pt = _width(word, BOLD, 1.0)
+        size = min(0.9 * width / (per_pt * math.cos(angle) + 0.75 * math.sin(angle)), 72.0)
+        rise = per_pt * size * math.sin(angle) + 0.75 * size * math.cos(angle)
+        step = max(rise * 1.4, 30 * MM)
+        c.saveState()
+        clip = c.beginPath()
+        clip.rect(x, y, width, height)
+        c.clipPath(clip, stroke=0, fill=0)
+        c.setStrokeGray(0)
+        c.setLineWidth(max(size / 40, 3 * DOT))
+        c.setFont(BOLD, size)
+        centre = y + height - rise / 2
+        while centre + rise / 2 > y:
+            c.saveState()
+            c.translate(x + width / 2, centre)
+            c.rotate(math.degrees(angle))
+            c.drawCentredString(0, -0.375 * size, word, mode=1)  # outline only
+            c.restoreState()
+            centre -= step
+        c.restoreState()
+
+    return draw
+
+
+def _placeholder_note(flow: _Flow, language: str, *, emergency: bool = False) -> None:
+    """The QR points at the shipped placeholder server: it opens nothing yet. On the
+    emergency slip the note says that this changes nothing about going now."""
+    note = "placeholder_note_emergency" if emergency else "placeholder_note"
+
+    def fill(box: _Flow) -> None:
+        box.text(label("placeholder_title", language), bold=True, after=0.2)
+        box.text(label(note, language), size=box.size - 0.5, after=0.2)
+        box.text(label("placeholder_fix", language), size=box.size - 1.5, after=0)
+
+    flow.framed(fill)
+
+
 def _code_and_qr(flow: _Flow, code: str, url: str, language: str, code_size: float) -> None:
     def code_lines(column: _Flow) -> None:
         if code:
@@ -536,7 +639,10 @@ def render_slip(data: SlipData, fmt: str = "receipt80") -> bytes:
     lang = data.language
     title, instruction, steps = _texts(data.level, lang, data.emergency_number)
 
+    url = _qr_url(data)
+
     def build(flow: _Flow) -> None:
+        _mark(flow, data)
         _header(flow, data.booth_name, data.event, data.visit_date, lang)
         flow.text(title, bold=True, size=flow.size + 5, align="center", after=0.2)
         flow.text(instruction, bold=True, size=flow.size + 1)
@@ -545,12 +651,32 @@ def render_slip(data: SlipData, fmt: str = "receipt80") -> bytes:
         if data.reasons:
             flow.gap(0.5)
             flow.text(f"{label('why', lang)}: " + "; ".join(data.reasons), size=flow.size - 0.5)
-        if code or data.url:
+        if code or url:
             flow.rule()
-            _code_and_qr(flow, code, data.url, lang, flow.size * 2.6)
+            _code_and_qr(flow, code, url, lang, flow.size * 2.6)
+            if url and data.server_placeholder:
+                _placeholder_note(flow, lang)
         _ces_card(flow, lang, data.emergency_number)
 
-    return _produce(fmt, f"Referral slip {code}".strip(), build)
+    return _produce(fmt, _title("Referral slip", code, data), build, **_marking(data))
+
+
+def _marking(data: SlipData) -> dict[str, Any]:
+    """``_produce`` arguments for a marked printout: the watermark, smaller type allowed."""
+    if not data.marked:
+        return {}
+    return {"overlay": _watermark(data), "min_size": MARKED_MIN_SIZE}
+
+
+def _qr_url(data: SlipData) -> str:
+    """What the QR carries: nothing on a marked printout, so it cannot be used to book."""
+    return "" if data.marked else data.url
+
+
+def _title(kind: str, code: str, data: SlipData) -> str:
+    mark = " (void)" if data.void_reason is not None else ""
+    mark = mark or (" (replaced)" if data.superseded_by is not None else "")
+    return f"{kind} {code}".strip() + mark
 
 
 def render_emergency_slip(data: SlipData, fmt: str = "receipt80") -> bytes:
@@ -573,7 +699,10 @@ def render_emergency_slip(data: SlipData, fmt: str = "receipt80") -> bytes:
         if code:
             box.text(f"{label('code', lang)}: {code}", size=box.size - 1, after=0)
 
+    url = _qr_url(data)
+
     def build(flow: _Flow) -> None:
+        _mark(flow, data)
         flow.text(instruction, bold=True, size=flow.size + 6, inverse=True, after=0.4)
         for step in steps:
             flow.text(step, bold=True, size=flow.size + 1.5, bullet="•", after=0.2)
@@ -584,13 +713,15 @@ def render_emergency_slip(data: SlipData, fmt: str = "receipt80") -> bytes:
                 flow.text(reason, bullet="•", size=flow.size + 0.5, after=0.2)
             flow.gap(1)
         # The QR is for the triage team; on a wide page it sits beside the staff box.
-        if not (data.url and flow.qr_beside(data.url, lambda column: column.framed(staff))):
+        if not (url and flow.qr_beside(url, lambda column: column.framed(staff))):
             flow.framed(staff)
-            if data.url:
-                flow.qr(data.url)
+            if url:
+                flow.qr(url)
+        if url and data.server_placeholder:
+            _placeholder_note(flow, lang, emergency=True)
         _ces_card(flow, lang, data.emergency_number)
 
-    return _produce(fmt, f"Emergency slip {code}".strip(), build)
+    return _produce(fmt, _title("Emergency slip", code, data), build, **_marking(data))
 
 
 def render_consent_copy(data: SlipData, fmt: str = "receipt80") -> bytes:
@@ -607,6 +738,7 @@ def render_consent_copy(data: SlipData, fmt: str = "receipt80") -> bytes:
         return f"{cid.upper()}: {wording.get(cid, cid)}"
 
     def build(flow: _Flow) -> None:
+        _mark(flow, data)
         _header(flow, data.booth_name, data.event, data.visit_date, lang)
         flow.text(label("consent_title", lang), bold=True, size=flow.size + 4, align="center")
         if code:
@@ -631,7 +763,7 @@ def render_consent_copy(data: SlipData, fmt: str = "receipt80") -> bytes:
             flow.text(label("withdraw", lang, controller=controller, code=code), bold=True)
         _ces_card(flow, lang, data.emergency_number)
 
-    return _produce(fmt, f"Consent copy {code}".strip(), build)
+    return _produce(fmt, _title("Consent copy", code, data), build, **_marking(data))
 
 
 def render_day_summary(data: DaySummaryData, fmt: str = "receipt80") -> bytes:
@@ -664,6 +796,8 @@ def render_day_summary(data: DaySummaryData, fmt: str = "receipt80") -> bytes:
                 after=0.15,
             )
         flow.rule()
+        if data.server_placeholder:
+            flow.text(label("placeholder_summary", lang), bold=True, inverse=True, after=0.6)
         flow.text(f"{label('unsent', lang)}: {data.unsent}", bold=True, size=flow.size + 3)
         if data.oldest_unsent is not None:
             oldest = data.oldest_unsent

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 
 from forms.texts import TEXT_LEVELS, ces_warning, outcome_text
+from forms.texts import level_name as forms_level_name
 
 DEFAULT_LANGUAGE = "en"
 SUMMARY_LEVELS = TEXT_LEVELS  # emergency ... consent_refused, most severe first
@@ -54,12 +55,29 @@ LABELS: dict[str, dict[str, str]] = {
         "unsent_codes": "Unsent codes",
         "more": "and {count} more",
         "none": "none",
-        "level.emergency": "Emergency",
-        "level.urgent": "Urgent",
-        "level.routine": "Routine",
-        "level.self_care": "Self-care",
-        "level.ineligible": "Not eligible",
-        "level.consent_refused": "Consent refused",
+        "void": "VOID",
+        "void_note": (
+            "This slip is void: do not follow it and do not use it to book. Reason: {reason}"
+        ),
+        "void_no_reason": "none given",
+        "superseded": "REPLACED",
+        "superseded_note": (
+            "This slip was replaced by a corrected one (version {version}): follow the new "
+            "slip, not this one."
+        ),
+        "placeholder_title": "This code does not lead anywhere yet",
+        "placeholder_note": (
+            "The booth's tele-triage server is not set up, so the square and the address "
+            "open nothing. Ask the booth staff what to do next."
+        ),
+        "placeholder_note_emergency": (
+            "The booth's tele-triage server is not set up, so the square opens nothing. "
+            "That changes nothing above: go to the emergency department now."
+        ),
+        "placeholder_fix": "For the booth staff: set [server] base_url in kit.toml.",
+        "placeholder_summary": (
+            "The QR codes on today's slips lead nowhere yet: set [server] base_url in kit.toml."
+        ),
         "item.c1": "screening",
         "item.c2": "sharing for a call",
         "item.c3": "follow-up contact",
@@ -105,12 +123,31 @@ LABELS: dict[str, dict[str, str]] = {
         "unsent_codes": "Códigos sin enviar",
         "more": "y {count} más",
         "none": "ninguno",
-        "level.emergency": "Urgencia",
-        "level.urgent": "Urgente",
-        "level.routine": "Ordinaria",
-        "level.self_care": "Autocuidado",
-        "level.ineligible": "No elegible",
-        "level.consent_refused": "Consentimiento rechazado",
+        "void": "ANULADA",
+        "void_note": (
+            "Esta hoja está anulada: no siga sus indicaciones ni la use para reservar. "
+            "Motivo: {reason}"
+        ),
+        "void_no_reason": "sin indicar",
+        "superseded": "SUSTITUIDA",
+        "superseded_note": (
+            "Esta hoja se sustituyó por otra corregida (versión {version}): siga la hoja "
+            "nueva, no esta."
+        ),
+        "placeholder_title": "Este código aún no lleva a ninguna parte",
+        "placeholder_note": (
+            "El servidor de teletriaje del puesto no está configurado: el cuadrado y la "
+            "dirección no abren nada. Pregunte al personal del puesto qué hacer."
+        ),
+        "placeholder_note_emergency": (
+            "El servidor de teletriaje del puesto no está configurado: el cuadrado no abre "
+            "nada. Eso no cambia nada de lo de arriba: vaya a urgencias ahora."
+        ),
+        "placeholder_fix": "Para el personal del puesto: configure [server] base_url en kit.toml.",
+        "placeholder_summary": (
+            "Los códigos QR de las hojas de hoy aún no llevan a ninguna parte: configure "
+            "[server] base_url en kit.toml."
+        ),
         "item.c1": "revisión",
         "item.c2": "compartir para una llamada",
         "item.c3": "contacto de seguimiento",
@@ -127,9 +164,8 @@ def label(key: str, language: str, **values: str) -> str:
 
 
 def level_name(level: str, language: str) -> str:
-    """A short name for an outcome level on the day summary (``level`` if unknown)."""
-    key = f"level.{level}"
-    return label(key, language) if key in LABELS[DEFAULT_LANGUAGE] else level
+    """The forms' short name for an outcome level (``level`` if it has none)."""
+    return forms_level_name(level, language)
 
 
 def item_name(item: str, language: str) -> str:
@@ -160,15 +196,20 @@ def ces_texts(language: str) -> tuple[str, list[str]]:
 @lru_cache(maxsize=16)
 def _consent(language: str, context: tuple[tuple[str, str], ...]) -> tuple[dict[str, str], str]:
     from forms import load_forms
+    from forms.engine import Placeholders
 
     forms = load_forms(context=dict(context))
-    return dict(forms.consent_document(language).items), forms.context["controller"]
+    # The controller as the consent text named it in this language (kit.toml's name, or
+    # the forms' wording for "the organisers of this booth" in that language).
+    controller = str(Placeholders(dict(context), {}).for_language(language)["controller"])
+    return dict(forms.consent_document(language).items), controller
 
 
 def consent_wording(
     language: str, context: Mapping[str, str] | None = None
 ) -> tuple[dict[str, str], str]:
-    """({item id: short wording}, controller) as the consent screen showed them.
+    """({item id: short wording}, controller) as the consent screen showed them, in
+    ``language``.
 
     ``context`` is what kit.toml names (provider, controller, ...), as given to
     ``forms.load_forms``; missing values take the forms defaults.

@@ -41,8 +41,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = add_command(
         sub,
         "print",
-        "Print a visit's slip on the kit.toml printer (CUPS lp); the PDF is always saved "
-        "too, and when printing fails the command says so and where the PDF is (exit 1).",
+        "Print a visit's slip on the kit.toml printer (CUPS); the PDF is always saved too. "
+        "Exit 0 only once CUPS has printed it; otherwise one line says why and what to do "
+        "(paused, rejecting, no such printer, CUPS not running, not printed in time: the "
+        "job is cancelled), the saved PDF's path is printed, and the exit code is 1. A "
+        "voided visit prints with a VOID mark.",
         _print,
     )
     p.add_argument("code", help="referral code")
@@ -110,11 +113,18 @@ def _slip(args: argparse.Namespace) -> int:
     if args.json:
         print(
             json.dumps(
-                {"code": visit.code, "kind": made.kind, "format": made.fmt, "path": str(out)}
+                {
+                    "code": visit.code,
+                    "kind": made.kind,
+                    "format": made.fmt,
+                    "path": str(out),
+                    "void": visit.voided,
+                }
             )
         )
     else:
-        print(f"{made.kind} for {visit.code} ({made.fmt}) written to {out}")
+        void = "VOID " if visit.voided else ""
+        print(f"{void}{made.kind} for {visit.code} ({made.fmt}) written to {out}")
     return 0
 
 
@@ -132,6 +142,9 @@ def _print(args: argparse.Namespace) -> int:
                     "printed": result.printed,
                     "path": str(result.path),
                     "message": result.message,
+                    "problem": result.problem,
+                    "job": result.job,
+                    "void": visit.voided,
                 }
             )
         )
@@ -218,7 +231,8 @@ def _summary(args: argparse.Namespace) -> int:
         out.write_bytes(pdf)
         print(f"day summary for {day} written to {out}")
     if args.print:
-        result = print_pdf(pdf, config.printer_name, config.slips_dir, name)
+        what = f"day summary for {day}"
+        result = print_pdf(pdf, config.printer_name, config.slips_dir, name, what=what)
         if not result.printed:
             print(f"popup-kit: {result.message}", file=sys.stderr)
             return 1

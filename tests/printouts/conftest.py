@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ import pytest
 from printouts.codes import new_referral_code
 from printouts.payload import KitKey, load_or_create_kit_key, slip_url
 from printouts.render import SlipData
+from tests.support.cups import CupsUnavailable, PrivateCups, private_cups
 
 THERMAL_DPI = 203
 
@@ -110,3 +113,29 @@ def make_slip(kit_key: KitKey) -> Callable[..., SlipData]:
         return SlipData(**fields)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def cups() -> Iterator[PrivateCups]:
+    """This worker's private cupsd (tests.support.cups), for the whole session.
+
+    Skips where it cannot run (not root, CUPS or cups-pdf not installed), unless
+    ``POPUP_KIT_REQUIRE_CUPS=1`` (set by CI, which installs them): there it fails.
+    """
+    with ExitStack() as stack:
+        try:
+            server = stack.enter_context(private_cups())
+        except CupsUnavailable as exc:
+            if os.environ.get("POPUP_KIT_REQUIRE_CUPS") == "1":
+                pytest.fail(f"a private CUPS with cups-pdf is required here: {exc}")
+            pytest.skip(str(exc))
+        yield server
+
+
+@pytest.fixture
+def cups_server(cups: PrivateCups, monkeypatch: pytest.MonkeyPatch) -> PrivateCups:
+    """The private cupsd, running, with ``CUPS_SERVER`` pointing ``lp`` and ``lpstat`` at it."""
+    if not cups.running:
+        cups.start()
+    monkeypatch.setenv("CUPS_SERVER", str(cups.socket))
+    return cups

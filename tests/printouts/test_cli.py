@@ -14,6 +14,7 @@ from printouts.payload import load_or_create_kit_key, slip_url
 from printouts.render import SlipData, render_slip
 from printouts.scan import decode_qr_texts
 from tests.printouts.conftest import pdf_text, rasterise
+from tests.support.cups import PrivateCups
 
 
 @pytest.fixture
@@ -161,31 +162,110 @@ def test_print_without_printer_saves_pdf(data_dir: Path, capsys: Any) -> None:
     visit = record(osteoporosis=True)
     assert main(["print", visit.code]) == 1
     captured = capsys.readouterr()
-    assert captured.err.count("\n") == 1 and "no printer set" in captured.err
+    assert captured.err == (
+        f"popup-kit: no printer set: set [printer] name in kit.toml; slip saved to "
+        f"{data_dir / 'slips' / f'{visit.code}-receipt80.pdf'}\n"
+    )
     saved = Path(captured.out.strip())
     assert saved == data_dir / "slips" / f"{visit.code}-receipt80.pdf"
     assert visit.code in pdf_text(saved.read_bytes())
 
 
-def test_print_sends_to_configured_printer(
-    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import os
-
-    from tests.printouts.test_printing import _fake_lp
-
-    log = tmp_path / "lp-args"
-    _fake_lp(tmp_path / "bin", log)
-    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+def _kit_toml(tmp_path: Path, printer: str, fmt: str = "receipt80", extra: str = "") -> Path:
     config = tmp_path / "kit.toml"
-    config.write_text('[printer]\nname = "Thermal"\nslip_format = "receipt58"\n')
+    config.write_text(f'[printer]\nname = "{printer}"\nslip_format = "{fmt}"\n{extra}')
+    return config
+
+
+def test_print_sends_to_the_configured_printer_in_the_visits_language(
+    data_dir: Path, tmp_path: Path, cups_server: PrivateCups, capsys: Any
+) -> None:
+    printer = cups_server.add_pdf_printer(options=("PageSize=Custom.58x65mm",))
+    config = _kit_toml(
+        tmp_path,
+        printer.name,
+        "receipt58",
+        '[booth]\nname = { en = "Back pain booth", es = "Puesto de dolor de espalda" }\n',
+    )
     visit = record(language="es", fever_or_rigors=True)
-    assert main(["print", visit.code, "--config", str(config)]) == 0
-    args = log.read_text().split()
-    assert args[:2] == ["-d", "Thermal"]
-    printed = Path(args[-1])
-    assert printed.name == f"{visit.code}-receipt58.pdf"
-    assert "Su código de derivación" in " ".join(pdf_text(printed.read_bytes()).split())
+    assert main(["print", visit.code, "--config", str(config), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["printed"] and out["problem"] == "" and out["job"].startswith(printer.name)
+    assert Path(out["path"]).name == f"{visit.code}-receipt58.pdf"
+    sent = " ".join(pdf_text(Path(out["path"]).read_bytes()).split())
+    assert "Su código de derivación" in sent and "Puesto de dolor de espalda" in sent
+    # What came out of CUPS: cups-pdf redraws it through Ghostscript, whose text layer
+    # keeps ASCII only; the page itself is measured and scanned.
+    (printed,) = printer.outputs()
+    pdf = printed.read_bytes()
+    text = " ".join(pdf_text(pdf).split())
+    assert "Escanee el cuadrado" in text and "Puesto de dolor de espalda" in text
+    (page,) = rasterise(pdf)
+    assert abs(page.width / 203 * 25.4 - 58) < 0.5
+    (url,) = decode_qr_texts(page)
+    assert visit.code.replace("-", "") in url
+
+
+def test_print_on_a_paused_printer_exits_1_with_the_reason_and_the_saved_pdf(
+    data_dir: Path, tmp_path: Path, cups_server: PrivateCups, capsys: Any
+) -> None:
+    printer = cups_server.add_pdf_printer()
+    cups_server.run("cupsdisable", printer.name)
+    visit = record()
+    assert main(["print", visit.code, "--config", str(_kit_toml(tmp_path, printer.name))]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1
+    assert captured.err.startswith(f"popup-kit: printer {printer.name} is paused: resume it")
+    saved = Path(captured.out.strip())
+    assert saved.name == f"{visit.code}-receipt80.pdf" and saved.exists()
+    assert cups_server.jobs(printer.name, "all") == []
+
+
+def test_printing_a_voided_visit_prints_the_void_mark(
+    data_dir: Path, tmp_path: Path, cups_server: PrivateCups, capsys: Any
+) -> None:
+    from popup_kit.config import load_config
+    from popup_kit.services import VisitService
+
+    printer = cups_server.add_pdf_printer()
+    visit = record()
+    service = VisitService(load_config())
+    try:
+        service.void_visit(visit.visit_id, "Recorded twice", "AB")
+    finally:
+        service.close()
+    config = _kit_toml(tmp_path, printer.name, "a6")
+    assert main(["print", visit.code, "--config", str(config), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["void"] and out["message"].startswith(f"VOID slip printed on {printer.name}")
+    (printed,) = printer.outputs()
+    text = " ".join(pdf_text(printed.read_bytes()).split())
+    assert text.startswith("VOID") and "Reason: Recorded twice" in text
+    assert not [t for page in rasterise(printed.read_bytes()) for t in decode_qr_texts(page)]
+    out_pdf = tmp_path / "void.pdf"
+    assert main(["slip", visit.code, "--out", str(out_pdf), "--config", str(config)]) == 0
+    assert capsys.readouterr().out.startswith(f"VOID slip for {visit.code} (a6) written to")
+    assert " ".join(pdf_text(out_pdf.read_bytes()).split()).startswith("VOID")
+
+
+def test_summary_print_says_what_it_printed(
+    data_dir: Path, tmp_path: Path, cups_server: PrivateCups, capsys: Any
+) -> None:
+    printer = cups_server.add_pdf_printer()
+    record()
+    config = _kit_toml(tmp_path, printer.name)
+    assert main(["summary", "--print", "--config", str(config)]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.startswith("day summary for 20") and f" printed on {printer.name} (job " in out
+    assert "slip" not in out.split(" printed on ")[0]
+    (printed,) = printer.outputs()
+    assert "Day summary" in pdf_text(printed.read_bytes())
+
+    cups_server.run("cupsreject", printer.name)
+    assert main(["summary", "--print", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not accepting jobs" in err
+    assert "; day summary for 20" in err and " saved to " in err and "slip saved" not in err
 
 
 def test_day_summary(data_dir: Path, tmp_path: Path, capsys: Any) -> None:

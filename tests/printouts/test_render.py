@@ -464,3 +464,168 @@ def test_typed_address_never_splits_the_code_or_the_signature(
     compact, signature = code.replace("-", ""), data.url.rsplit("=", 1)[1]
     assert any(compact in line for line in lines)
     assert any(line.endswith(f"?s={signature}") for line in lines)
+
+
+# --- VOID and REPLACED: a marked printout cannot be missed or used ------------------------
+
+MARKS = {
+    "void": ({"void_reason": "Recorded twice by mistake"}, "VOID"),
+    "superseded": ({"superseded_by": 3}, "REPLACED"),
+}
+
+
+def _render_kind(kind: str, data: SlipData, fmt: str) -> bytes:
+    render = {"slip": render_slip, "emergency": render_emergency_slip}.get(
+        kind, render_consent_copy
+    )
+    return render(data, fmt)
+
+
+def _band_darkness(page: Any, fmt: str, from_mm: float, to_mm: float) -> float:
+    px_per_mm = THERMAL_DPI / 25.4
+    margin = round((FORMATS[fmt].width_mm - FORMATS[fmt].printable_mm) / 2 * px_per_mm)
+    band = page.crop(
+        (margin + 2, round(from_mm * px_per_mm), page.width - margin - 2, round(to_mm * px_per_mm))
+    )
+    return sum(band.histogram()[:100]) / (band.width * band.height)
+
+
+@pytest.mark.parametrize("fmt", ALL_FORMATS)
+@pytest.mark.parametrize("kind", ["slip", "emergency", "consent"])
+@pytest.mark.parametrize("mark", list(MARKS))
+def test_a_marked_printout_leads_with_its_mark_has_no_qr_and_is_marked_all_over(
+    make_slip: MakeSlip, fmt: str, kind: str, mark: str
+) -> None:
+    fields, word = MARKS[mark]
+    level = "emergency" if kind == "emergency" else "urgent"
+    data = make_slip(level=level, reasons=[CES_REASON], **fields)
+    pdf = _render_kind(kind, data, fmt)
+    text = flat(pdf_text(pdf))
+    assert text.startswith(word)
+    if mark == "void":
+        assert "This slip is void: do not follow it and do not use it to book." in text
+        assert "Reason: Recorded twice by mistake" in text
+    else:
+        assert "replaced by a corrected one (version 3): follow the new slip" in text
+    assert data.code in text  # still says which visit it was
+    pages = rasterise(pdf)
+    assert len(pages) == 1  # A6 too: a marked handout stays one page
+    assert [s for page in pages for s in _decode(page)] == []  # nothing to scan and book
+    (page,) = pages
+    assert _band_darkness(page, fmt, 4.5, 7.5) > 0.6  # the black band across the top
+    # The word is drawn again across the page, outlined and slanted.
+    assert text.count(word) >= 2
+
+
+def test_a_void_without_a_reason_says_none_was_given(make_slip: MakeSlip) -> None:
+    text = flat(pdf_text(render_slip(make_slip(void_reason="  "), "receipt58")))
+    assert text.startswith("VOID") and "Reason: none given" in text
+
+
+def test_void_and_replaced_in_spanish(make_slip: MakeSlip) -> None:
+    void = flat(pdf_text(render_slip(make_slip(language="es", void_reason="Duplicada"), "a6")))
+    assert void.startswith("ANULADA") and "Esta hoja está anulada" in void
+    assert "Motivo: Duplicada" in void
+    old = flat(pdf_text(render_emergency_slip(make_slip(language="es", superseded_by=2), "a6")))
+    assert old.startswith("SUSTITUIDA") and "(versión 2): siga la hoja nueva" in old
+
+
+@pytest.mark.parametrize("language", ["en", "es"])
+def test_marked_a6_handouts_stay_one_page_with_a_long_reason(
+    make_slip: MakeSlip, language: str
+) -> None:
+    reason = "Recorded twice by mistake while the queue was long; the person came back " * 2
+    data = make_slip(
+        level="emergency",
+        language=language,
+        reasons=[CES_REASON, "A history of cancer with leg weakness or nerve symptoms"],
+        rule_ids=["EM1", "EM4"],
+        void_reason=reason,
+    )
+    for kind in ("slip", "emergency", "consent"):
+        pdf = _render_kind(kind, data, "a6")
+        assert len(rasterise(pdf, dpi=50)) == 1, kind
+        heading, signs = ces_texts(language)
+        text = flat(pdf_text(pdf))
+        assert all(flat(s) in text for s in (heading, *signs))
+
+
+@pytest.mark.parametrize("fmt", ALL_FORMATS)
+def test_marks_stay_inside_the_printable_area(make_slip: MakeSlip, fmt: str) -> None:
+    page_format = FORMATS[fmt]
+    px_per_mm = THERMAL_DPI / 25.4
+    for fields, _ in MARKS.values():
+        for kind in ("slip", "emergency", "consent"):
+            (page,) = rasterise(_render_kind(kind, make_slip(**fields), fmt))
+            margin = int((page_format.width_mm - page_format.printable_mm) / 2 * px_per_mm) - 1
+            assert page.crop((0, 0, margin, page.height)).getextrema()[0] >= 250
+            assert (
+                page.crop((page.width - margin, 0, page.width, page.height)).getextrema()[0] >= 250
+            )
+            assert page.crop((0, 0, page.width, int(3.5 * px_per_mm))).getextrema()[0] >= 250
+            bottom_mm = 9.5 if page_format.height_mm is None else 5.5
+            bottom = page.crop(
+                (0, page.height - int(bottom_mm * px_per_mm), page.width, page.height)
+            )
+            assert bottom.getextrema()[0] >= 250
+
+
+# --- the placeholder server ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ALL_FORMATS)
+@pytest.mark.parametrize("render", [render_slip, render_emergency_slip])
+def test_a_slip_for_the_placeholder_server_says_its_qr_leads_nowhere_yet(
+    make_slip: MakeSlip, fmt: str, render: Render
+) -> None:
+    level = "emergency" if render is render_emergency_slip else "routine"
+    data = make_slip(level=level, server_placeholder=True)
+    pdf = render(data, fmt)
+    text = flat(pdf_text(pdf))
+    assert "This code does not lead anywhere yet" in text
+    assert "tele-triage server is not set up" in text
+    assert "For the booth staff: set [server] base_url in kit.toml." in text
+    if level == "emergency":  # never "ask the booth" on the way to the emergency department
+        assert "That changes nothing above: go to the emergency department now." in text
+        assert "Ask the booth staff" not in text
+    else:
+        assert "Ask the booth staff what to do next." in text
+    assert [s.data.decode() for page in rasterise(pdf) for s in _decode(page)] == [data.url]
+    assert len(rasterise(pdf, dpi=50)) == 1
+    real = flat(pdf_text(render(make_slip(level=level, server_placeholder=False), fmt)))
+    assert "does not lead anywhere" not in real
+
+
+def test_the_placeholder_note_in_spanish(make_slip: MakeSlip) -> None:
+    text = flat(pdf_text(render_slip(make_slip(language="es", server_placeholder=True), "a6")))
+    assert "Este código aún no lleva a ninguna parte" in text
+    assert "configure [server] base_url en kit.toml" in text
+
+
+def test_the_day_summary_warns_the_coordinator_of_the_placeholder_server() -> None:
+    text = flat(pdf_text(render_day_summary(_summary(server_placeholder=True), "receipt80")))
+    assert "The QR codes on today's slips lead nowhere yet: set [server] base_url" in text
+    plain = flat(pdf_text(render_day_summary(_summary(), "receipt80")))
+    assert "lead nowhere" not in plain
+
+
+# --- languages ---------------------------------------------------------------------------
+
+
+def test_day_summary_names_levels_as_the_forms_do_in_the_kits_language() -> None:
+    from forms.texts import level_name
+
+    text = flat(pdf_text(render_day_summary(_summary(language="es"), "receipt80")))
+    assert level_name("emergency", "es") == "Emergencia"
+    assert level_name("urgent", "es") == "Urgente"
+    for shown in ("Emergencia: 1", "Urgente: 3", "Ordinaria: 10", "Autocuidado: 6"):
+        assert shown in text
+    assert "No elegible: 2" in text and "Consentimiento rechazado: 1" in text
+
+
+def test_spanish_consent_copy_names_the_organisers_in_spanish(make_slip: MakeSlip) -> None:
+    text = flat(pdf_text(render_consent_copy(make_slip(language="es"), "receipt80")))
+    assert "los organizadores de este puesto (pida ver sus datos)" in text
+    assert "organisers" not in text and "ask to see" not in text
+    english = flat(pdf_text(render_consent_copy(make_slip(language="en"), "receipt80")))
+    assert "the organisers of this booth (ask to see their details)" in english
