@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from forms import Forms, Outcome, load_forms
+from forms import Forms, Outcome
 from popup_kit.config import KitConfig
 from popup_kit.domain import (
     CONSENT_ITEMS,
@@ -23,6 +23,7 @@ from popup_kit.domain import (
     VisitRecord,
     VisitRefused,
 )
+from popup_kit.kit_forms import kit_forms
 from popup_kit.store import Store
 from popup_kit.store.db import iso, utc_now
 from popup_kit.store.tables import ConsentRow, VisitRow, VisitVersionRow
@@ -30,15 +31,6 @@ from sync.records import make_record
 
 Clock = Callable[[], datetime]
 MIN_PHONE_DIGITS = 6
-
-
-def kit_forms(config: KitConfig) -> Forms:
-    """The forms with this kit's thresholds, age limit and consent wording."""
-    return load_forms(
-        thresholds=config.thresholds,
-        min_self_consent_age=config.min_self_consent_age,
-        context=config.consent_context(),
-    )
 
 
 def local_day_bounds(day: date) -> tuple[datetime, datetime]:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import text
 
 from popup_kit.config import KitConfig
+from popup_kit.enrolment import credentials, require_credentials
 from popup_kit.store import Store
 from popup_kit.store.db import iso, utc_now
 
@@ -23,27 +24,6 @@ if TYPE_CHECKING:
     from sync.protocol import KitCredentials
 
 Clock = Callable[[], datetime]
-
-
-class NotEnrolled(RuntimeError):
-    """This kit has no credentials for a triage server yet."""
-
-
-def credentials(config: KitConfig) -> KitCredentials | None:
-    from sync.protocol import KitCredentials
-
-    return KitCredentials.load(config.data_dir)
-
-
-def require_credentials(config: KitConfig) -> KitCredentials:
-    found = credentials(config)
-    if found is None:
-        raise NotEnrolled(
-            "this kit is not enrolled with a triage server: ask the coordinator for a "
-            "token (popup-kit server enroll KIT_ID on the server), then run "
-            "popup-kit enroll SERVER_URL TOKEN"
-        )
-    return found
 
 
 @dataclass(frozen=True)
@@ -174,14 +154,6 @@ def reconcile(
         report.visits = int(
             conn.execute(text(f"SELECT COUNT(*) FROM visit v {where}"), params).scalar() or 0
         )
-        rows = conn.execute(
-            text(
-                "SELECT o.record_id, o.record_type, o.state, o.sent_at, o.last_error, "
-                "v.referral_code FROM outbox o JOIN visit v ON v.visit_id = o.visit_id "
-                f"{where} ORDER BY o.id"
-            ),
-            params,
-        ).all()
         report.purged_visits = int(
             conn.execute(
                 text(
@@ -194,14 +166,28 @@ def reconcile(
             ).scalar()
             or 0
         )
-    only_here_codes: list[str] = []
-    for record_id, record_type, state, sent_at, last_error, code in rows:
-        report.records += 1
-        if sent_at is not None or state == "confirmed":
-            report.sent += 1
-        if state == "confirmed":
-            report.confirmed += 1
-        elif state == "set_aside":
+        # Counted in SQL: a kit that served many events holds tens of thousands of rows.
+        unsent = "o.state IN ('pending', 'sent')"
+        joined = f"FROM outbox o JOIN visit v ON v.visit_id = o.visit_id {where}"
+        and_ = "AND" if where else "WHERE"
+        totals = conn.execute(
+            text(
+                "SELECT COUNT(*), "
+                "COALESCE(SUM(o.sent_at IS NOT NULL OR o.state = 'confirmed'), 0), "
+                "COALESCE(SUM(o.state = 'confirmed'), 0), "
+                f"COALESCE(SUM({unsent}), 0) {joined}"
+            ),
+            params,
+        ).one()
+        report.records, report.sent, report.confirmed, report.only_here = map(int, totals)
+        set_aside = conn.execute(
+            text(
+                "SELECT o.record_id, o.record_type, v.referral_code, o.last_error "
+                f"{joined} {and_} o.state = 'set_aside' ORDER BY o.id"
+            ),
+            params,
+        ).all()
+        for record_id, record_type, code, last_error in set_aside:
             entry = {
                 "record_id": record_id,
                 "type": record_type,
@@ -212,12 +198,22 @@ def reconcile(
                 report.conflicts.append(entry)
             else:
                 report.set_aside.append(entry)
-        else:
-            report.only_here += 1
-            if code not in only_here_codes:
-                only_here_codes.append(code)
-            report.last_error = last_error or report.last_error
-    report.only_here_codes = only_here_codes
+        report.only_here_codes = list(
+            conn.execute(
+                text(
+                    f"SELECT v.referral_code {joined} {and_} {unsent} "
+                    "GROUP BY v.referral_code ORDER BY MIN(o.id)"
+                ),
+                params,
+            ).scalars()
+        )
+        report.last_error = conn.execute(
+            text(
+                f"SELECT o.last_error {joined} {and_} {unsent} "
+                "AND o.last_error IS NOT NULL AND o.last_error != '' ORDER BY o.id DESC LIMIT 1"
+            ),
+            params,
+        ).scalar()
     return report
 
 

@@ -8,19 +8,18 @@ key handed to the kit at enrolment.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import json
-import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# The credentials live in their own light module; re-exported for the protocol's users.
+from sync.credentials import CREDENTIALS_FILE as CREDENTIALS_FILE
+from sync.credentials import KitCredentials as KitCredentials
+from sync.credentials import auth_header as auth_header
 from sync.records import SCHEMA_VERSION, RecordType, content_hash
 
 PROTOCOL: Literal["popup-kit-sync"] = "popup-kit-sync"
@@ -202,10 +201,6 @@ def is_protocol_response(
     )
 
 
-def auth_header(kit_id: str, credential: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {kit_id}:{credential}"}
-
-
 # --- schema versions ---------------------------------------------------------------
 
 CURRENT_SCHEMA_VERSION = SCHEMA_VERSION
@@ -232,56 +227,3 @@ def upgrade_body(record_type: str, schema_version: int, body: dict[str, Any]) ->
             raise SchemaVersionError(f"no upgrade from schema version {version}")
         out = step(record_type, out)
     return out
-
-
-# --- the kit's credentials -----------------------------------------------------------
-
-CREDENTIALS_FILE = "server-credentials.json"
-
-
-@dataclass(frozen=True)
-class KitCredentials:
-    """What enrolment gives a kit; kept in its data directory, readable only by its owner."""
-
-    server_url: str
-    kit_id: str
-    credential: str
-    receipt_key: bytes
-
-    def headers(self) -> dict[str, str]:
-        return auth_header(self.kit_id, self.credential)
-
-    def save(self, data_dir: Path) -> Path:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        path = data_dir / CREDENTIALS_FILE
-        tmp = path.with_suffix(".tmp")
-        payload = {
-            "server_url": self.server_url,
-            "kit_id": self.kit_id,
-            "credential": self.credential,
-            "receipt_key": base64.b64encode(self.receipt_key).decode("ascii"),
-        }
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-        return path
-
-    @classmethod
-    def load(cls, data_dir: Path) -> KitCredentials | None:
-        path = data_dir / CREDENTIALS_FILE
-        try:
-            data = json.loads(path.read_text("utf-8"))
-            return cls(
-                server_url=str(data["server_url"]),
-                kit_id=str(data["kit_id"]),
-                credential=str(data["credential"]),
-                receipt_key=base64.b64decode(data["receipt_key"], validate=True),
-            )
-        except FileNotFoundError:
-            return None
-        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
-            raise ValueError(f"{path} is damaged: enrol this kit again ({exc})") from exc

@@ -20,8 +20,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from popup_kit.services import kit_forms
-    from popup_kit.syncing import credentials
+    from popup_kit.enrolment import credentials
+    from popup_kit.kit_forms import kit_forms
 
     config = config_from(args)
     forms = kit_forms(config)

@@ -55,7 +55,8 @@ def _open(args: argparse.Namespace) -> tuple[KitConfig, Store]:
 
 
 def _sync(args: argparse.Namespace) -> int:
-    from popup_kit.syncing import NotEnrolled, run_sync
+    from popup_kit.enrolment import NotEnrolled
+    from popup_kit.syncing import run_sync
     from sync.client import SyncConfig
 
     config, store = _open(args)

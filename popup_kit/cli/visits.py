@@ -95,7 +95,7 @@ def _service(config: KitConfig) -> VisitService:
 
 def _screen(args: argparse.Namespace) -> int:
     from forms import AnswerError, DefinitionError
-    from popup_kit.services import kit_forms
+    from popup_kit.kit_forms import kit_forms
 
     config = config_from(args)
     data = read_json(args.answers)

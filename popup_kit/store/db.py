@@ -105,7 +105,15 @@ def _m1() -> tuple[str, ...]:
     )
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "visits, consent, drafts, outbox", _m1()),)
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "visits, consent, drafts, outbox", _m1()),
+    # The reconciliation counts from this index alone instead of reading every payload.
+    Migration(
+        2,
+        "outbox index for the reconciliation",
+        ("CREATE INDEX outbox_reconcile ON outbox(state, visit_id, sent_at, last_error)",),
+    ),
+)
 LATEST = MIGRATIONS[-1].version
 
 

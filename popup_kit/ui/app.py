@@ -118,7 +118,7 @@ class BoothApp(App[None]):
 
     def start_background_sync(self) -> None:
         """Sync in a thread whenever the kit is enrolled: visits never wait for it."""
-        from popup_kit.syncing import credentials
+        from popup_kit.enrolment import credentials
 
         try:
             self.sync_enrolled = credentials(self.config) is not None

@@ -18,10 +18,11 @@ import requests
 
 from popup_kit.cli import main
 from popup_kit.config import KitConfig, load_config
+from popup_kit.enrolment import require_credentials
 from popup_kit.services import VisitService
 from popup_kit.slips import visit_url
 from popup_kit.store import Store
-from popup_kit.syncing import purge, reconcile, require_credentials, run_sync, status
+from popup_kit.syncing import purge, reconcile, run_sync, status
 from tests.forms.answers import BENIGN
 from tests.kit.conftest import CONSENT_ALL, visit_input, with_contact
 from tests.sync.kit_side import FAST
