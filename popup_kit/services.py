@@ -258,8 +258,7 @@ class VisitService:
             volunteer=volunteer.strip() or "booth",
             created_at=iso(now),
         )
-        self.store.add_consent_event(row, self._consent_record(row))
-        self.store.forget_contact(visit_id, reason="consent withdrawn")
+        self.store.withdraw(row, self._consent_record(row))
         return self._existing(visit_id)
 
     def record_tally(self, kind: str, volunteer: str = "") -> None:

@@ -180,27 +180,84 @@ class Store:
             session.flush()
             enqueue(session.connection(), record, now=now)
 
+    def withdraw(self, consent: ConsentRow, record: dict[str, Any]) -> int:
+        """A withdrawal, in one transaction: the event and its outbox record, the contact
+        removed from every version of the visit, and every visit record not yet confirmed
+        by the centre rebuilt without it (so it is never sent). Then the WAL is
+        checkpointed so the removed bytes leave the disk. Returns how many queued records
+        were rebuilt."""
+        from sync.records import canonical_json, content_hash
+
+        visit_id = consent.visit_id
+        now = self.clock()
+        with self.writing() as session:
+            session.add(consent)
+            session.add(
+                AuditRow(
+                    at=iso(now),
+                    actor=consent.volunteer,
+                    action="consent_withdrawal",
+                    visit_id=visit_id,
+                    detail=consent.items,
+                )
+            )
+            self._blank_contact(session, visit_id, now=iso(now), reason="consent withdrawn")
+            conn = session.connection()
+            queued = conn.execute(
+                text(
+                    "SELECT id, payload FROM outbox WHERE visit_id = :v "
+                    "AND record_type = 'visit' AND state != 'confirmed'"
+                ),
+                {"v": visit_id},
+            ).all()
+            rebuilt = 0
+            for row_id, payload in queued:
+                envelope = json.loads(payload)
+                if envelope.get("body", {}).pop("contact", None) is None:
+                    continue
+                conn.execute(
+                    text("UPDATE outbox SET payload = :p, content_hash = :h WHERE id = :i"),
+                    {
+                        "p": canonical_json(envelope).decode("utf-8"),
+                        "h": content_hash(envelope),
+                        "i": row_id,
+                    },
+                )
+                rebuilt += 1
+            session.flush()
+            enqueue(conn, record, now=now)
+        self.checkpoint()
+        return rebuilt
+
+    def checkpoint(self) -> None:
+        """Move the WAL into the main file and truncate it: with ``secure_delete`` the
+        overwritten pages are then gone from both."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def _blank_contact(self, session: Session, visit_id: str, *, now: str, reason: str) -> int:
+        rows = session.exec(
+            select(VisitVersionRow).where(VisitVersionRow.visit_id == visit_id)
+        ).all()
+        changed = 0
+        for row in rows:
+            if row.contact_name is not None or row.contact_phone is not None:
+                row.contact_name = row.contact_phone = None
+                row.purged_at = row.purged_at or now
+                session.add(row)
+                changed += 1
+        session.add(
+            AuditRow(
+                at=now, actor="kit", action="contact_removed", visit_id=visit_id, detail=reason
+            )
+        )
+        return changed
+
     def forget_contact(self, visit_id: str, *, reason: str) -> int:
         """Remove the contact details from every version of a visit; returns how many
         versions held any."""
-        now = iso(self.clock())
         with self.writing() as session:
-            rows = session.exec(
-                select(VisitVersionRow).where(VisitVersionRow.visit_id == visit_id)
-            ).all()
-            changed = 0
-            for row in rows:
-                if row.contact_name is not None or row.contact_phone is not None:
-                    row.contact_name = row.contact_phone = None
-                    row.purged_at = row.purged_at or now
-                    session.add(row)
-                    changed += 1
-            session.add(
-                AuditRow(
-                    at=now, actor="kit", action="contact_removed", visit_id=visit_id, detail=reason
-                )
-            )
-            return changed
+            return self._blank_contact(session, visit_id, now=iso(self.clock()), reason=reason)
 
     def save_draft(self, draft_id: str, volunteer: str, language: str, state: str) -> None:
         now = iso(self.clock())

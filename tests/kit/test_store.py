@@ -203,7 +203,7 @@ def test_kill_9_mid_save_leaves_each_visit_whole_or_absent(config: KitConfig) ->
     assert len(stored) >= 12
 
 
-def test_removed_data_is_zeroed(tmp_path: Path) -> None:
+def test_every_connection_has_secure_delete_on(tmp_path: Path) -> None:
     store = Store(tmp_path / "kit.sqlite3")
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA secure_delete").scalar() == 1

@@ -57,6 +57,8 @@ class FaultProxy:
         self.requests = 0
         self.log: list[tuple[str, str]] = []
         """(path, fault) of every request, in arrival order."""
+        self.bodies: list[bytes] = []
+        """Every request body as it came over the wire, in arrival order."""
         self.holding = threading.Event()
         self._release = threading.Event()
         proxy = self
@@ -135,6 +137,8 @@ class FaultProxy:
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
         length = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(length) if length else b""
+        with self._lock:
+            self.bodies.append(body)
         fault = self._next_fault(h.path)
         name, _, arg = fault.partition(":")
         if self.delay_all:
