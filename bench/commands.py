@@ -132,7 +132,7 @@ def time_command(args: list[str], data_dir: Path, runs: int, answers: Path) -> l
 
 def compile_sources() -> None:
     """Compile the kit's own modules once, as Python does on a booth laptop's first start.
-    (Installed libraries are compiled by uv: pyproject's compile-bytecode.) Where
+    (Installed libraries are compiled by `uv sync --compile-bytecode`.) Where
     PYTHONDONTWRITEBYTECODE is set, as on the build machines, nothing would be cached and
     every run would pay for compiling them again."""
     import compileall
