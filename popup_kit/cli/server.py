@@ -1,10 +1,13 @@
-"""`popup-kit server run|enroll|revoke|records` (the central triage server) and, on a kit,
+"""`popup-kit server run|enroll|revoke|records|export` (the central triage server) and, on a kit,
 `popup-kit enroll SERVER_URL TOKEN`."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from popup_kit.cli import CommandError, add_command, config_from
@@ -40,6 +43,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     records = add_command(commands, "records", "List the records the server holds.", _records)
     records.add_argument("--json", action="store_true", help="print JSON")
     _db_option(records)
+
+    export = add_command(
+        commands,
+        "export",
+        "Write the shared referrals (consent C2, not withdrawn, not voided) as HL7 FHIR R4 "
+        "bulk-data NDJSON, one file per resource type: pseudonymous Patient, Consent, "
+        "QuestionnaireResponse, Observation, ServiceRequest. No name, no phone.",
+        _export,
+    )
+    export.add_argument(
+        "--fhir", required=True, metavar="DIR", type=Path, help="folder for the .ndjson files"
+    )
+    export.add_argument("--from", dest="since", metavar="YYYY-MM-DD", help="visits from this day")
+    export.add_argument("--to", dest="until", metavar="YYYY-MM-DD", help="visits up to this day")
+    export.add_argument("--json", action="store_true", help="print the counts as JSON")
+    _db_option(export)
 
     kit_enroll = add_command(
         sub, "enroll", "Enrol this kit with a triage server using a one-time token.", _kit_enroll
@@ -153,6 +172,42 @@ def _records(args: argparse.Namespace) -> int:
         kind = r.record_type + (" (withdrawn)" if r.scrubbed else "")
         table.add_row(r.record_id, r.kit_id, kind, r.content_hash[:16] + "…", r.received_at)
     Console().print(table)
+    return 0
+
+
+def _day(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise CommandError(f"{option} {value!r}: give a day as YYYY-MM-DD", 2) from None
+
+
+def _export(args: argparse.Namespace) -> int:
+    from sync.server.export import export_fhir
+
+    since, until = _day(args.since, "--from"), _day(args.until, "--to")
+    if since and until and since > until:
+        raise CommandError(f"--from {since} is after --to {until}", 2)
+    store = _open(args)
+    try:
+        counts = export_fhir(
+            store.engine,
+            args.fhir,
+            since=since,
+            until=until,
+            progress=lambda n: print(f"{n} referrals…", file=sys.stderr),
+        )
+    except OSError as exc:
+        raise CommandError(f"cannot write the export in {args.fhir}: {exc}") from exc
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps({"dir": str(args.fhir), "resources": counts}))
+    else:
+        listed = ", ".join(f"{n} {kind}" for kind, n in counts.items())
+        print(f"FHIR R4 export in {args.fhir}: {listed}")
     return 0
 
 
