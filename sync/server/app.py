@@ -268,19 +268,30 @@ def _landing(
     code = check_code(rules, raw_code)
     if code is None:
         return landing.not_found()
-    found = store.referral(code)
-    kits = store.kits()
-    if found is not None:
-        keys = [k.slip_key for k in kits if k.kit_id == found.kit_id and k.slip_key]
-        if sig is not None and not any(signature_valid(rules, code, sig, key) for key in keys):
+    kits = {k.kit_id: k for k in store.kits()}
+    holders = store.kits_with_code(code)
+    if sig is not None:
+        # The slip belongs to the kit whose key signed it; only that kit's records count.
+        owners = [
+            k.kit_id
+            for k in kits.values()
+            if k.slip_key
+            and (k.revoked_reason is None or k.kit_id in holders)
+            and signature_valid(rules, code, sig, k.slip_key)
+        ]
+        if not owners:
             return landing.not_found()
+        owner = owners[0]
+    elif len(holders) == 1:
+        owner = holders[0]
+    else:
+        return landing.not_found()
+    found = store.referral(code, owner)
+    if found is not None:
         language = found.language
         if found.void or found.withdrawn or not found.shared or found.level is None:
             return landing.not_shared(code, language)
         return landing.next_steps(code, found.level, language, emergency_number)
     if sig is None:
-        return landing.not_found()
-    keys = [k.slip_key for k in kits if k.slip_key and k.revoked_reason is None]
-    if not any(signature_valid(rules, code, sig, key) for key in keys):
         return landing.not_found()
     return landing.pending(code, lang if lang in ("en", "es") else "en")

@@ -85,7 +85,32 @@ def _m1(dialect: Dialect) -> list[str]:
     ]
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial", _m1),)
+def _m2(dialect: Dialect) -> list[str]:
+    # A withdrawal belongs to the kit that sent it: two kits may name the same visit id.
+    if dialect == "postgresql":
+        return [
+            "ALTER TABLE withdrawal DROP CONSTRAINT withdrawal_pkey",
+            "ALTER TABLE withdrawal ADD PRIMARY KEY (kit_id, visit_id)",
+        ]
+    return [
+        """CREATE TABLE withdrawal_by_kit (
+            visit_id TEXT NOT NULL,
+            kit_id TEXT NOT NULL,
+            record_id TEXT NOT NULL,
+            withdrawn_at TEXT NOT NULL,
+            PRIMARY KEY (kit_id, visit_id)
+        )""",
+        "INSERT INTO withdrawal_by_kit SELECT visit_id, kit_id, record_id, withdrawn_at "
+        "FROM withdrawal",
+        "DROP TABLE withdrawal",
+        "ALTER TABLE withdrawal_by_kit RENAME TO withdrawal",
+    ]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial", _m1),
+    Migration(2, "withdrawals per kit", _m2),
+)
 
 
 def normalize_url(db: str) -> str:

@@ -481,16 +481,16 @@ class ServerStore:
             text(
                 "INSERT INTO withdrawal (visit_id, kit_id, record_id, withdrawn_at) "
                 "SELECT :v, :k, :r, :t WHERE NOT EXISTS "
-                "(SELECT 1 FROM withdrawal WHERE visit_id = :v)"
+                "(SELECT 1 FROM withdrawal WHERE kit_id = :k AND visit_id = :v)"
             ),
             {"v": visit_id, "k": kit_id, "r": record_id, "t": now},
         )
         rows = conn.execute(
             text(
-                "SELECT record_id, payload, body FROM record WHERE visit_id = :v "
-                "AND record_id <> :r AND scrubbed_at IS NULL"
+                "SELECT record_id, payload, body FROM record WHERE kit_id = :k "
+                "AND visit_id = :v AND record_id <> :r AND scrubbed_at IS NULL"
             ),
-            {"v": visit_id, "r": record_id},
+            {"k": kit_id, "v": visit_id, "r": record_id},
         ).all()
         for rid, payload_text, body_text in rows:
             payload = json.loads(payload_text)
@@ -585,32 +585,50 @@ class ServerStore:
         keys = ("record_id", "kit_id", "stored_hash", "incoming_hash", "received_at")
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
-    def referral(self, code: str) -> Referral | None:
-        """The latest version of the visit with this referral code, if it has arrived."""
+    def kits_with_code(self, code: str) -> list[str]:
+        """Every kit that has sent a visit naming this referral code (normally one; a
+        second one is either a collision or a kit reusing another's code)."""
+        with self.engine.connect() as conn:
+            return sorted(
+                str(k)
+                for k in conn.scalars(
+                    text(
+                        "SELECT DISTINCT kit_id FROM record WHERE record_type = 'visit' "
+                        "AND referral_code = :c"
+                    ),
+                    {"c": code},
+                )
+            )
+
+    def referral(self, code: str, kit_id: str) -> Referral | None:
+        """The latest version of ``kit_id``'s visit with this referral code, if it has
+        arrived. Only that kit's records count: another kit naming the same code or visit
+        id never changes what its slip shows."""
         with self.engine.connect() as conn:
             row = conn.execute(
                 text(
-                    "SELECT kit_id, visit_id, body FROM record WHERE record_type = 'visit' "
-                    "AND referral_code = :c ORDER BY visit_version DESC, created_at DESC "
-                    "LIMIT 1"
+                    "SELECT visit_id, body FROM record WHERE record_type = 'visit' "
+                    "AND referral_code = :c AND kit_id = :k "
+                    "ORDER BY visit_version DESC, created_at DESC LIMIT 1"
                 ),
-                {"c": code},
+                {"c": code, "k": kit_id},
             ).first()
             if row is None:
                 return None
-            kit_id, visit_id, body_text = row
+            visit_id, body_text = row
             withdrawn = (
                 conn.execute(
-                    text("SELECT 1 FROM withdrawal WHERE visit_id = :v"), {"v": visit_id}
+                    text("SELECT 1 FROM withdrawal WHERE kit_id = :k AND visit_id = :v"),
+                    {"k": kit_id, "v": visit_id},
                 ).first()
                 is not None
             )
             consents = conn.execute(
                 text(
-                    "SELECT body FROM record WHERE record_type = 'consent' AND visit_id = :v "
-                    "ORDER BY created_at"
+                    "SELECT body FROM record WHERE record_type = 'consent' AND kit_id = :k "
+                    "AND visit_id = :v ORDER BY created_at"
                 ),
-                {"v": visit_id},
+                {"k": kit_id, "v": visit_id},
             ).all()
         body = json.loads(body_text)
         shared = False
@@ -646,7 +664,8 @@ _HOT_SQL = {
         "CASE WHEN w.visit_id IS NULL THEN :p ELSE :ps END, "
         "CASE WHEN w.visit_id IS NULL THEN :b ELSE :bs END, "
         "CASE WHEN w.visit_id IS NULL THEN :s ELSE :ra END "
-        "FROM (SELECT 1 AS one) AS x LEFT JOIN withdrawal AS w ON w.visit_id = :vid"
+        "FROM (SELECT 1 AS one) AS x LEFT JOIN withdrawal AS w "
+        "ON w.kit_id = :kit AND w.visit_id = :vid"
     ),
 }
 

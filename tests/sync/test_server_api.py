@@ -198,7 +198,7 @@ def test_cli_enroll_revoke_records(tmp_path: Path, capsys: pytest.CaptureFixture
 
 def test_migrations_are_idempotent_and_refuse_a_newer_database(sqlite_url: str) -> None:
     store = ServerStore(sqlite_url)
-    assert store.schema_version == 1
+    assert store.schema_version == 2
     store.close()
     store = ServerStore(sqlite_url)
     with store.engine.begin() as conn:
