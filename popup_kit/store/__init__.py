@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlmodel import Session, select
 
 from popup_kit.domain import (
@@ -28,6 +28,7 @@ from popup_kit.domain import (
     VisitVersion,
 )
 from popup_kit.store.db import StoreError, iso, make_engine, migrate, parse_iso, utc_now
+from popup_kit.store.keys import unlock
 from popup_kit.store.tables import (
     AuditRow,
     ConsentRow,
@@ -36,6 +37,7 @@ from popup_kit.store.tables import (
     VisitRow,
     VisitVersionRow,
 )
+from sync.files import private_dir
 from sync.outbox import enqueue
 
 __all__ = ["Store", "StoreError", "VersionConflict"]
@@ -69,13 +71,36 @@ FROM visit v JOIN visit_version vv
 class Store:
     """The kit's SQLite file, migrated on open."""
 
-    def __init__(self, path: Path, *, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Clock = utc_now,
+        passphrase: str | None = None,
+        key: bytes | None = None,
+        encrypted: bool = True,
+    ) -> None:
+        """Opens (or creates) the encrypted store: with ``key`` when already unlocked,
+        else with ``passphrase``, the start-of-day passphrase or ``POPUP_KIT_PASSPHRASE``.
+        ``recovery_key`` is set when new keys were made: show it once.
+
+        ``encrypted=False`` opens a plain file as releases before encryption wrote it
+        (upgrade tests and the benches' baseline only)."""
         self.path = path
         self.clock = clock
+        self.recovery_key: str | None = None
+        self.encrypted_plain = False
         try:
-            self.engine: Engine = make_engine(path)
-            self.schema_version = migrate(self.engine, path, clock=clock)
-        except OperationalError as exc:
+            if key is None and encrypted:
+                private_dir(path.parent)
+                unlocked = unlock(path, passphrase)
+                key = unlocked.key
+                self.recovery_key = unlocked.recovery_key
+                self.encrypted_plain = unlocked.encrypted_plain
+            self.key: bytes | None = key
+            self.engine: Engine = make_engine(path, key)
+            self.schema_version = migrate(self.engine, path, clock=clock, key=key)
+        except (OperationalError, DatabaseError) as exc:
             raise StoreError(f"cannot open the visit store {path}: {exc.orig}") from exc
         self.write_engine = self.engine.execution_options(sqlite_immediate=True)
 

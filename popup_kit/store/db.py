@@ -10,17 +10,17 @@ upgrade in the field can always be undone.
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import Connection
 
+from sync.files import private_dir
 from sync.outbox import OUTBOX_DDL
-from sync.sqlite import CONNECT_ARGS, tune_sqlite
+from sync.sqlite import backup_to, sqlite_engine
 
 
 class StoreError(RuntimeError):
@@ -132,15 +132,13 @@ def parse_iso(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def make_engine(path: Path) -> Engine:
-    """The engine for the kit's file; creates the directory (owner only) if needed."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+def make_engine(path: Path, key: bytes | None = None) -> Engine:
+    """The engine for the kit's file (SQLCipher with ``key``); the folder is owner only."""
+    private_dir(path.parent)
     if not path.exists():
         # Health data: readable by the kit's user only, from the first byte.
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-    return tune_sqlite(
-        create_engine(f"sqlite:///{path}", connect_args=CONNECT_ARGS, pool_size=4, max_overflow=4)
-    )
+    return sqlite_engine(path, key=key, pool_size=4, max_overflow=4)
 
 
 def schema_version(conn: Connection) -> int:
@@ -160,6 +158,7 @@ def migrate(
     *,
     migrations: tuple[Migration, ...] = MIGRATIONS,
     clock: Callable[[], datetime] = utc_now,
+    key: bytes | None = None,
 ) -> int:
     """Bring the file up to the newest schema; returns its version.
 
@@ -177,7 +176,7 @@ def migrate(
             return current
         has_data = current > 0
     if has_data:
-        backup(engine, path.with_name(f"{path.name}.schema-{current}.bak"))
+        backup(engine, path.with_name(f"{path.name}.schema-{current}.bak"), key=key)
     with engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
         current = schema_version(conn)  # another process may have migrated meanwhile
         for migration in migrations:
@@ -194,19 +193,12 @@ def migrate(
     return newest
 
 
-def backup(engine: Engine, target: Path) -> Path:
-    """A consistent copy of the live database (SQLite's online backup)."""
+def backup(engine: Engine, target: Path, *, key: bytes | None = None) -> Path:
+    """A consistent copy of the live database (SQLite's online backup), encrypted with
+    the same key as the store."""
     raw = engine.raw_connection()
     try:
-        source = raw.driver_connection
-        assert isinstance(source, sqlite3.Connection)
-        fd = os.open(target, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-        os.close(fd)
-        dest = sqlite3.connect(target)
-        try:
-            source.backup(dest)
-        finally:
-            dest.close()
+        backup_to(raw.driver_connection, target, key)
     finally:
         raw.close()
     return target

@@ -72,9 +72,10 @@ def test_foreign_keys_are_enforced(tmp_path: Path) -> None:
 
 def test_reopening_migrates_nothing_and_newer_files_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "kit.sqlite3"
-    Store(path).close()
-    engine = make_engine(path)
-    assert migrate(engine, path) == MIGRATIONS[-1].version
+    store = Store(path)
+    store.close()
+    engine = make_engine(path, store.key)
+    assert migrate(engine, path, key=store.key) == MIGRATIONS[-1].version
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO schema_migration VALUES (99, 'future', 'now')"))
     engine.dispose()
@@ -95,8 +96,9 @@ def test_upgrade_keeps_unsent_records_and_a_backup(config: KitConfig) -> None:
             ("ALTER TABLE visit_version ADD COLUMN printed_at TEXT",),
         ),
     )
-    engine = make_engine(path)
-    assert migrate(engine, path, migrations=upgrade) == upgrade[-1].version
+    key = Store(path).key
+    engine = make_engine(path, key)
+    assert migrate(engine, path, migrations=upgrade, key=key) == upgrade[-1].version
     with engine.connect() as conn:
         pending = conn.execute(text("SELECT COUNT(*) FROM outbox WHERE state = 'pending'"))
         assert pending.scalar() == 6
@@ -105,7 +107,7 @@ def test_upgrade_keeps_unsent_records_and_a_backup(config: KitConfig) -> None:
         conn.execute(text("SELECT printed_at FROM visit_version")).all()
     engine.dispose()
     backup = path.with_name(f"{path.name}.schema-{MIGRATIONS[-1].version}.bak")
-    copy = make_engine(backup)
+    copy = make_engine(backup, key)  # the backup is encrypted like the store
     with copy.connect() as conn:
         assert conn.execute(text("SELECT COUNT(*) FROM outbox")).scalar() == 6
     copy.dispose()

@@ -358,12 +358,10 @@ def test_consent_withdrawal_travels_through_sync(any_server: LiveServer, tmp_pat
 
 
 def test_sync_from_the_kits_own_store(server: LiveServer, kit: EnrolledKit, tmp_path: Path) -> None:
-    """The client drains the outbox of a file made by the kit's own store and migrations."""
-    from popup_kit.store.db import make_engine, migrate
+    """The client drains the outbox of the kit's own (encrypted) store."""
+    from popup_kit.store import Store
 
-    path = tmp_path / "data" / "kit.sqlite3"
-    engine = make_engine(path)
-    migrate(engine, path)
+    engine = Store(tmp_path / "data" / "kit.sqlite3").engine
     queue(engine, visits_with_consent(kit.kit_id, 5))
     summary = sync_outbox(engine, kit.credentials, FAST)
     assert summary.all_confirmed and summary.confirmed == 10
