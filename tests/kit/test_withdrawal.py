@@ -19,6 +19,7 @@ from popup_kit.syncing import run_sync
 from tests.kit.conftest import CONSENT_ALL, visit_input
 from tests.kit.test_sync_kit import enroll, kit
 from tests.support.fault_proxy import FaultProxy
+from tests.support.sqlcipher_pages import decrypted_store
 from tests.sync.live_server import run_server
 
 LEAVING = Contact("Zebulon Quixano", "+34 611 987 654")
@@ -29,8 +30,12 @@ def secrets(contact: Contact) -> list[bytes]:
     return [contact.name.encode(), contact.phone.encode(), contact.phone[-7:].encode()]
 
 
-def folder_bytes(folder: Path) -> bytes:
-    return b"".join(p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file())
+def folder_bytes(service: VisitService) -> bytes:
+    """Every file of the data folder as it lies on disk, plus the store and its WAL
+    decrypted page by page (free pages included)."""
+    folder = service.config.data_dir
+    raw = b"".join(p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file())
+    return raw + decrypted_store(service.config.db_path, service.store.key)
 
 
 def with_(contact: Contact) -> Any:
@@ -40,17 +45,20 @@ def with_(contact: Contact) -> Any:
 def test_withdrawn_contact_is_in_no_byte_of_the_data_folder(service: VisitService) -> None:
     leaving = service.record_visit(with_(LEAVING))
     service.record_visit(with_(STAYING))
-    before = folder_bytes(service.config.data_dir)
-    assert all(s in before for s in secrets(LEAVING))
+    before = folder_bytes(service)
+    assert all(s in before for s in secrets(LEAVING))  # the scan sees through the cipher
 
     service.withdraw_consent(leaving.visit_id, "CD")
-    after = folder_bytes(service.config.data_dir)  # store still open, WAL included
+    after = folder_bytes(service)  # store still open, WAL included
     for secret in secrets(LEAVING):
         assert secret not in after, secret
     # the scan does find what is still held: the other attendee's contact
     assert all(s in after for s in secrets(STAYING))
+    key = service.store.key
     service.close()
-    closed = folder_bytes(service.config.data_dir)
+    folder = service.config.data_dir
+    closed = b"".join(p.read_bytes() for p in folder.rglob("*") if p.is_file())
+    closed += decrypted_store(service.config.db_path, key)
     assert not any(s in closed for s in secrets(LEAVING))
 
 
