@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,38 +14,63 @@ from typing import TYPE_CHECKING
 from popup_kit.cli import CommandError, add_command, config_from
 
 if TYPE_CHECKING:
+    from sync.server.settings import ServerSettings
     from sync.server.store import ServerStore
 
-SERVER_DB_FILE = "server.sqlite3"
+
+def _server_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    help_text: str,
+    handler: Callable[[argparse.Namespace], int],
+) -> argparse.ArgumentParser:
+    parser = commands.add_parser(name, help=help_text, description=help_text)
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help="server.toml to use (default: $POPUP_KIT_SERVER_CONFIG)",
+    )
+    parser.set_defaults(handler=handler)
+    return parser
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    server = add_command(sub, "server", "Run and administer the central triage server.", None)
+    help_text = "Run and administer the central triage server (reads server.toml)."
+    server = sub.add_parser("server", help=help_text, description=help_text)
     server.set_defaults(handler=lambda _args: _help(server))
     commands = server.add_subparsers(dest="server_command", metavar="SUBCOMMAND")
 
-    run = add_command(commands, "run", "Serve the sync API and the referral pages.", _run)
-    run.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    run.add_argument("--port", type=int, default=8470, help="port to listen on (8470)")
-    _db_option(run)
+    run = _server_command(commands, "run", "Serve the sync API and the referral pages.", _run)
+    run.add_argument("--host", help="address to listen on (server.toml: host)")
+    run.add_argument("--port", type=int, help="port to listen on (server.toml: port)")
+    run.add_argument(
+        "--workers", type=int, help="server processes, PostgreSQL only (server.toml: workers)"
+    )
 
-    enroll = add_command(
+    _server_command(
+        commands, "migrate", "Create the server database or bring its schema up to date.", _migrate
+    )
+
+    enroll = _server_command(
         commands, "enroll", "Make a one-time enrolment token for a kit.", _enroll_token
     )
-    enroll.add_argument("kit_id", metavar="KIT_ID", help="the kit's id (popup-kit shows it)")
+    enroll.add_argument("kit_id", metavar="KIT_ID", help="the kit's id (popup-kit info shows it)")
+    enroll.add_argument(
+        "--rekey",
+        action="store_true",
+        help="let this token replace the keys of a kit that is enrolled and not revoked",
+    )
     enroll.add_argument("--json", action="store_true", help="print JSON")
-    _db_option(enroll)
 
-    revoke = add_command(commands, "revoke", "Refuse a kit's requests from now on.", _revoke)
+    revoke = _server_command(commands, "revoke", "Refuse a kit's requests from now on.", _revoke)
     revoke.add_argument("kit_id", metavar="KIT_ID")
     revoke.add_argument("--reason", default="revoked by the coordinator", help="shown to the kit")
-    _db_option(revoke)
 
-    records = add_command(commands, "records", "List the records the server holds.", _records)
+    records = _server_command(commands, "records", "List the records the server holds.", _records)
     records.add_argument("--json", action="store_true", help="print JSON")
-    _db_option(records)
 
-    export = add_command(
+    export = _server_command(
         commands,
         "export",
         "Write the shared referrals (consent C2, not withdrawn, not voided) as HL7 FHIR R4 "
@@ -58,7 +84,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     export.add_argument("--from", dest="since", metavar="YYYY-MM-DD", help="visits from this day")
     export.add_argument("--to", dest="until", metavar="YYYY-MM-DD", help="visits up to this day")
     export.add_argument("--json", action="store_true", help="print the counts as JSON")
-    _db_option(export)
 
     kit_enroll = add_command(
         sub, "enroll", "Enrol this kit with a triage server using a one-time token.", _kit_enroll
@@ -73,33 +98,48 @@ def _help(parser: argparse.ArgumentParser) -> int:
     return 0
 
 
-def _db_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--db",
-        metavar="URL",
-        help="database URL or SQLite file (default: server.sqlite3 in the data directory); "
-        "postgresql+psycopg://user@host/db for PostgreSQL",
-    )
+def _settings(args: argparse.Namespace) -> ServerSettings:
+    from sync.server.settings import ConfigError, load_settings
+
+    try:
+        return load_settings(getattr(args, "config", None))
+    except ConfigError as exc:
+        raise CommandError(f"server configuration: {exc}", 2) from exc
 
 
-def _db_url(args: argparse.Namespace) -> str:
-    if args.db:
-        return str(args.db)
-    data_dir = config_from(args).data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(data_dir / SERVER_DB_FILE).resolve()}"
-
-
-def _open(args: argparse.Namespace) -> ServerStore:
+def _open(args: argparse.Namespace, *, create: bool = False) -> ServerStore:
+    """The store on the configured database; refuses one that does not exist yet unless
+    ``create``, so a wrong setting never makes a second, empty database."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    from sync.server.db import database_exists
     from sync.server.store import ServerStore
 
-    url = _db_url(args)
+    settings = _settings(args)
+    url = settings.database_url
+    shown = _safe_url(url)
     try:
-        return ServerStore(url)
+        if not create and not database_exists(url):
+            raise CommandError(
+                f"the server database {shown} does not exist or has no server tables; "
+                "check database_url in server.toml, or create it with `popup-kit server migrate`"
+            )
+        return ServerStore(url, token_hours=settings.enrolment_token_hours)
     except (SQLAlchemyError, RuntimeError) as exc:
-        raise CommandError(f"cannot open the server database {url}: {_first_line(exc)}") from exc
+        raise CommandError(f"cannot open the server database {shown}: {_first_line(exc)}") from exc
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if "://" not in url:
+        return url
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparseable URL)"
 
 
 def _first_line(exc: Exception) -> str:
@@ -107,34 +147,66 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _migrate(args: argparse.Namespace) -> int:
+    store = _open(args, create=True)
+    try:
+        version = store.schema_version
+    finally:
+        store.close()
+    print(f"server database {_safe_url(_settings(args).database_url)} at schema {version}")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
+    import os
+
     import uvicorn
 
-    from sync.server import create_app
+    from sync.server.settings import CONFIG_ENV, config_path
 
-    config = config_from(args)
-    url = _db_url(args)
-    try:
-        app = create_app(url, emergency_number=config.emergency_number)
-    except Exception as exc:
-        raise CommandError(f"cannot start the server on {url}: {_first_line(exc)}") from exc
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    settings = _settings(args)
+    host = args.host or settings.host
+    port = args.port or settings.port
+    workers = args.workers or settings.workers
+    if workers > 1 and not settings.database_url.startswith("postgresql"):
+        raise CommandError("--workers above 1 needs PostgreSQL (set database_url in server.toml)")
+    # Migrate once here, so that workers start on an up-to-date schema.
+    _open(args, create=True).close()
+    # Each worker builds its app from the same file.
+    os.environ[CONFIG_ENV] = str(config_path(getattr(args, "config", None), os.environ).resolve())
+    uvicorn.run(
+        "sync.server.app:from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        proxy_headers=False,
+    )
     return 0
 
 
 def _enroll_token(args: argparse.Namespace) -> int:
+    from sync.server.store import kit_id_problem
+
+    problem = kit_id_problem(args.kit_id)
+    if problem:
+        raise CommandError(problem, 2)
     store = _open(args)
     try:
-        token = store.create_enrollment(args.kit_id)
+        token = store.create_enrollment(args.kit_id, rekey=args.rekey)
+        hours = store.token_lifetime.total_seconds() / 3600
     finally:
         store.close()
     if args.json:
-        print(json.dumps({"kit_id": args.kit_id, "token": token}))
+        print(json.dumps({"kit_id": args.kit_id, "token": token, "valid_hours": hours}))
     else:
         from rich.console import Console
+        from rich.markup import escape
 
         Console().print(
-            f"Enrolment token for [bold]{args.kit_id}[/] (works once):\n{token}\n"
+            f"Enrolment token for [bold]{escape(args.kit_id)}[/] "
+            f"(works once, within {hours:g} hours):\n{token}\n"
             f"On the kit: popup-kit enroll SERVER_URL {token}",
             highlight=False,
         )

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, inspect, text
 
 from sync.sqlite import CONNECT_ARGS, tune_sqlite
 
@@ -85,7 +85,15 @@ def _m1(dialect: Dialect) -> list[str]:
     ]
 
 
-def _m2(dialect: Dialect) -> list[str]:
+def _m2(_dialect: Dialect) -> list[str]:
+    # Tokens from before expiry existed have no expires_at and so no longer work.
+    return [
+        "ALTER TABLE enrollment_token ADD COLUMN expires_at TEXT",
+        "ALTER TABLE enrollment_token ADD COLUMN rekey INTEGER NOT NULL DEFAULT 0",
+    ]
+
+
+def _m3(dialect: Dialect) -> list[str]:
     # A withdrawal belongs to the kit that sent it: two kits may name the same visit id.
     if dialect == "postgresql":
         return [
@@ -109,7 +117,8 @@ def _m2(dialect: Dialect) -> list[str]:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", _m1),
-    Migration(2, "withdrawals per kit", _m2),
+    Migration(2, "enrolment token expiry and re-key", _m2),
+    Migration(3, "withdrawals per kit", _m3),
 )
 
 
@@ -162,3 +171,17 @@ def migrate(engine: Engine) -> int:
                 {"v": migration.version, "n": migration.name},
             )
         return max(applied | {m.version for m in MIGRATIONS})
+
+
+def database_exists(db_url: str) -> bool:
+    """True when ``db_url`` names a database that already holds the server's tables."""
+    url = normalize_url(db_url)
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[-1]
+        if not path or path == ":memory:" or not Path(path).exists():
+            return False
+    engine = make_engine(url)
+    try:
+        return inspect(engine).has_table("kit")
+    finally:
+        engine.dispose()

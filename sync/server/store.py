@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, text
@@ -52,6 +52,20 @@ def iso(moment: datetime) -> str:
 
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+_KIT_ID = re.compile(ID_PATTERN)
+
+
+def kit_id_problem(kit_id: str) -> str:
+    """Why ``kit_id`` cannot name a kit ('' when it can)."""
+    if _KIT_ID.fullmatch(kit_id):
+        return ""
+    shown = kit_id if len(kit_id) <= 40 else kit_id[:40] + "..."
+    return (
+        f"{shown!r} is not a valid kit id: 1 to 80 letters, digits, '.', '_', ':' or '-', "
+        "starting with a letter or digit (popup-kit info shows the kit's id)"
+    )
 
 
 class AuthError(Exception):
@@ -138,9 +152,12 @@ def scrub_body(body: dict[str, Any]) -> dict[str, Any]:
 
 
 class ServerStore:
-    def __init__(self, db_url: str, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, db_url: str, *, clock: Clock | None = None, token_hours: float = 24.0
+    ) -> None:
         self.engine: Engine = make_engine(db_url)
         self.clock: Clock = clock or utc_now
+        self.token_lifetime = timedelta(hours=token_hours)
         self.schema_version = migrate(self.engine)
         self._postgres = self.engine.dialect.name == "postgresql"
         self._sql = _driver_sql(self.engine.dialect.name)
@@ -158,11 +175,15 @@ class ServerStore:
 
     # --- kits -------------------------------------------------------------------------
 
-    def create_enrollment(self, kit_id: str) -> str:
-        """A one-time enrolment token for ``kit_id``; only its hash is stored."""
+    def create_enrollment(self, kit_id: str, *, rekey: bool = False) -> str:
+        """A one-time enrolment token for ``kit_id``, valid for ``token_hours``; only its
+        hash is stored. ``rekey`` lets it replace the keys of a live kit."""
+        problem = kit_id_problem(kit_id)
+        if problem:
+            raise ValueError(problem)
         # Hex, never starting with "-": it is typed as a command-line argument on the kit.
         token = secrets.token_hex(20)
-        now = iso(self.clock())
+        now = self.clock()
         with self._write() as conn, conn.begin():
             exists = conn.execute(
                 text("SELECT 1 FROM kit WHERE kit_id = :k"), {"k": kit_id}
@@ -170,19 +191,27 @@ class ServerStore:
             if exists is None:
                 conn.execute(
                     text("INSERT INTO kit (kit_id, created_at) VALUES (:k, :t)"),
-                    {"k": kit_id, "t": now},
+                    {"k": kit_id, "t": iso(now)},
                 )
             conn.execute(
                 text(
-                    "INSERT INTO enrollment_token (token_hash, kit_id, created_at) "
-                    "VALUES (:h, :k, :t)"
+                    "INSERT INTO enrollment_token (token_hash, kit_id, created_at, expires_at, "
+                    "rekey) VALUES (:h, :k, :t, :e, :r)"
                 ),
-                {"h": _digest(token), "k": kit_id, "t": now},
+                {
+                    "h": _digest(token),
+                    "k": kit_id,
+                    "t": iso(now),
+                    "e": iso(now + self.token_lifetime),
+                    "r": 1 if rekey else 0,
+                },
             )
         return token
 
     def enroll(self, token: str, kit_id: str, slip_key: bytes) -> tuple[str, bytes]:
-        """Exchange a token (once) for the kit's credential and receipt key."""
+        """Exchange a token (once, before it expires) for the kit's credential and receipt
+        key. A live kit is only re-keyed by a token made for that; a revoked one by any new
+        token."""
         now = iso(self.clock())
         credential = secrets.token_urlsafe(32)
         receipt_key = secrets.token_bytes(32)
@@ -191,7 +220,8 @@ class ServerStore:
             claimed = conn.execute(
                 text(
                     "UPDATE enrollment_token SET used_at = :t "
-                    "WHERE token_hash = :h AND kit_id = :k AND used_at IS NULL"
+                    "WHERE token_hash = :h AND kit_id = :k AND used_at IS NULL "
+                    "AND expires_at > :t"
                 ),
                 {"t": now, "h": _digest(token), "k": kit_id},
             )
@@ -199,22 +229,37 @@ class ServerStore:
                 raise AuthError(
                     403,
                     "enrollment_refused",
-                    "this enrolment token is unknown, already used or for another kit; "
-                    "ask the coordinator for a new one (popup-kit server enroll KIT_ID)",
+                    "this enrolment token is unknown, already used, expired or for another "
+                    "kit; ask the coordinator for a new one (popup-kit server enroll KIT_ID)",
                 )
+            rekey = conn.execute(
+                text("SELECT rekey FROM enrollment_token WHERE token_hash = :h"),
+                {"h": _digest(token)},
+            ).scalar_one()
             row = conn.execute(
-                text("SELECT revoked_at, revoked_reason, receipt_key FROM kit WHERE kit_id = :k"),
+                text(
+                    "SELECT revoked_at, enrolled_at, receipt_key, credential_hash FROM kit "
+                    "WHERE kit_id = :k"
+                ),
                 {"k": kit_id},
             ).one()
-            if row[0] is not None:
-                raise AuthError(403, "kit_revoked", f"kit {kit_id} is revoked: {row[1]}")
-            if row[2]:
-                # Re-enrolment keeps the receipt key: receipts already given stay verifiable.
+            revoked, live = row[0] is not None, row[1] is not None and row[3] is not None
+            if live and not revoked and not rekey:
+                # Rolled back with the claim: the token stays usable once the kit is revoked.
+                raise AuthError(
+                    409,
+                    "kit_enrolled",
+                    f"kit {kit_id} is already enrolled; the coordinator must revoke it "
+                    f"(popup-kit server revoke {kit_id}) or make a re-key token "
+                    f"(popup-kit server enroll {kit_id} --rekey)",
+                )
+            if row[2] and not revoked:
+                # A re-key keeps the receipt key: receipts already given stay verifiable.
                 receipt_key = base64.b64decode(row[2])
             conn.execute(
                 text(
                     "UPDATE kit SET enrolled_at = :t, credential_hash = :c, receipt_key = :r, "
-                    "slip_key = :s WHERE kit_id = :k"
+                    "slip_key = :s, revoked_at = NULL, revoked_reason = NULL WHERE kit_id = :k"
                 ),
                 {
                     "t": now,
@@ -227,13 +272,21 @@ class ServerStore:
         return credential, receipt_key
 
     def revoke(self, kit_id: str, reason: str) -> bool:
+        """Refuse the kit from now on; tokens made before the revocation die with it."""
+        now = iso(self.clock())
         with self._write() as conn, conn.begin():
             done = conn.execute(
                 text(
                     "UPDATE kit SET revoked_at = :t, revoked_reason = :r "
                     "WHERE kit_id = :k AND revoked_at IS NULL"
                 ),
-                {"t": iso(self.clock()), "r": reason, "k": kit_id},
+                {"t": now, "r": reason, "k": kit_id},
+            )
+            conn.execute(
+                text(
+                    "UPDATE enrollment_token SET used_at = :t WHERE kit_id = :k AND used_at IS NULL"
+                ),
+                {"t": now, "k": kit_id},
             )
             return done.rowcount == 1
 

@@ -91,11 +91,12 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         finally:
             service.close()
     out = tmp / "export"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("POPUP_KIT_DATA_DIR", str(tmp / "server-data"))
-        printed = io.StringIO()
-        with contextlib.redirect_stdout(printed):
-            code = main(["server", "export", "--fhir", str(out), "--db", server_db, "--json"])
+    server_toml = tmp / "server.toml"
+    server_toml.write_text(f'database_url = "{server_db}"\n', "utf-8")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        args = ["server", "export", "--fhir", str(out), "--config", str(server_toml), "--json"]
+        code = main(args)
     assert code == 0
     files = {p.stem: p.read_text("utf-8") for p in sorted(out.glob("*.ndjson"))}
     return {
@@ -203,8 +204,9 @@ def test_priorities_and_codes(exported: dict[str, Any]) -> None:
 
 
 def test_export_refuses_a_bad_day(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    db = f"sqlite:///{tmp_path / 'server.sqlite3'}"
-    args = ["server", "export", "--fhir", str(tmp_path / "out"), "--db", db]
+    server_toml = tmp_path / "server.toml"
+    server_toml.write_text(f'database_url = "sqlite:///{tmp_path / "server.sqlite3"}"\n')
+    args = ["server", "export", "--fhir", str(tmp_path / "out"), "--config", str(server_toml)]
     assert main([*args, "--from", "2026-13-01"]) == 2
     assert "YYYY-MM-DD" in capsys.readouterr().err
     assert main([*args, "--from", "2026-12-05", "--to", "2026-12-01"]) == 2

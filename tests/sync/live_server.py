@@ -91,9 +91,11 @@ class EnrolledKit:
         return self.credentials.headers()
 
 
-def enroll_kit(server: LiveServer, kit_id: str | None = None) -> EnrolledKit:
+def enroll_kit(
+    server: LiveServer, kit_id: str | None = None, *, rekey: bool = False
+) -> EnrolledKit:
     kit_id = kit_id or f"kit-{uuid.uuid4().hex[:12]}"
-    token = server.store.create_enrollment(kit_id)
+    token = server.store.create_enrollment(kit_id, rekey=rekey)
     slip_key = secrets.token_bytes(32)
     response = requests.post(
         server.api("/enroll"),

@@ -13,6 +13,7 @@ import requests
 from popup_kit.cli import main
 from sync import protocol as p
 from sync.server import ServerStore
+from sync.server.db import MIGRATIONS
 from tests.sync.live_server import (
     LiveServer,
     consent_record,
@@ -162,7 +163,12 @@ def test_consent_withdrawal_scrubs_the_visit(sqlite_url: str) -> None:
 
 def test_cli_enroll_revoke_records(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
-    assert main(["server", "enroll", "kit-cli", "--json", "--db", db]) == 0
+    config = tmp_path / "server.toml"
+    config.write_text(f'database_url = "{db}"\n')
+    cfg = ["--config", str(config)]
+    assert main(["server", "migrate", *cfg]) == 0
+    capsys.readouterr()
+    assert main(["server", "enroll", "kit-cli", "--json", *cfg]) == 0
     token = json.loads(capsys.readouterr().out)["token"]
     with run_server(db) as server:
         key = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
@@ -178,7 +184,7 @@ def test_cli_enroll_revoke_records(tmp_path: Path, capsys: pytest.CaptureFixture
         results = requests.post(server.api("/ingest"), json=body, headers=headers, timeout=10)
         receipts = {r["record_id"]: r["receipt"] for r in results.json()["results"]}
 
-        assert main(["server", "records", "--json", "--db", db]) == 0
+        assert main(["server", "records", "--json", *cfg]) == 0
         listed = json.loads(capsys.readouterr().out)
         assert sorted(r["record_id"] for r in listed) == sorted(receipts)
         for row in listed:
@@ -186,19 +192,19 @@ def test_cli_enroll_revoke_records(tmp_path: Path, capsys: pytest.CaptureFixture
             assert row["content_hash"] == receipts[row["record_id"]]["content_hash"]
             assert row["received_at"] == receipts[row["record_id"]]["received_at"]
 
-        assert main(["server", "revoke", "kit-cli", "--reason", "kit retired", "--db", db]) == 0
+        assert main(["server", "revoke", "kit-cli", "--reason", "kit retired", *cfg]) == 0
         refused = requests.post(server.api("/ingest"), json=body, headers=headers, timeout=10)
         assert refused.status_code == 403 and "kit retired" in refused.json()["detail"]
     capsys.readouterr()
-    assert main(["server", "revoke", "kit-cli", "--db", db]) == 1
+    assert main(["server", "revoke", "kit-cli", *cfg]) == 1
     assert "already revoked" in capsys.readouterr().err
-    assert main(["server", "records", "--db", db]) == 0
+    assert main(["server", "records", *cfg]) == 0
     assert "2 records" in capsys.readouterr().out
 
 
 def test_migrations_are_idempotent_and_refuse_a_newer_database(sqlite_url: str) -> None:
     store = ServerStore(sqlite_url)
-    assert store.schema_version == 2
+    assert store.schema_version == MIGRATIONS[-1].version
     store.close()
     store = ServerStore(sqlite_url)
     with store.engine.begin() as conn:

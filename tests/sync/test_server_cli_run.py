@@ -20,11 +20,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_server_run_serves_with_default_database(tmp_path: Path) -> None:
+def test_server_run_serves_the_configured_database(tmp_path: Path) -> None:
     port = _free_port()
-    env = {**os.environ, "POPUP_KIT_DATA_DIR": str(tmp_path / "data")}
+    config = tmp_path / "server.toml"
+    config.write_text(f'database_url = "data/server.sqlite3"\nport = {port}\n')
+    (tmp_path / "data").mkdir()
+    # The kit's data directory is not the server's: nothing is made there.
+    env = {
+        **os.environ,
+        "POPUP_KIT_DATA_DIR": str(tmp_path / "kitdata"),
+        "POPUP_KIT_SERVER_CONFIG": str(config),
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "popup_kit", "server", "run", "--port", str(port)],
+        [sys.executable, "-m", "popup_kit", "server", "run"],
         env=env,
         stderr=subprocess.PIPE,
         text=True,
@@ -39,6 +47,7 @@ def test_server_run_serves_with_default_database(tmp_path: Path) -> None:
         response = requests.get(f"http://127.0.0.1:{port}{p.API_PREFIX}/health", timeout=10)
         assert p.is_protocol_response(response.status_code, response.headers, response.content)
         assert (tmp_path / "data" / "server.sqlite3").exists()
+        assert not (tmp_path / "kitdata").exists()
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=15)

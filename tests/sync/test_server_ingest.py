@@ -231,11 +231,11 @@ def test_revoked_kit_refused_with_reason(server: LiveServer) -> None:
     assert server.store.records() == []
 
 
-def test_reenrolment_rotates_credential_and_keeps_receipts_verifiable(server: LiveServer) -> None:
+def test_rekey_rotates_credential_and_keeps_receipts_verifiable(server: LiveServer) -> None:
     kit = enroll_kit(server)
     record = visit_record(kit.kit_id)
     (first,) = _results(ingest(server, kit, [record]))
-    again = enroll_kit(server, kit.kit_id)
+    again = enroll_kit(server, kit.kit_id, rekey=True)
     assert again.credentials.credential != kit.credentials.credential
     assert again.credentials.receipt_key == kit.credentials.receipt_key
     assert ingest(server, kit, [record]).status_code == 401  # the old credential is gone

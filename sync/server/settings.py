@@ -1,0 +1,120 @@
+"""The server's settings: one object, read from server.toml, shared by the app and its commands.
+
+The file is found through ``--config`` or ``POPUP_KIT_SERVER_CONFIG``; the database URL
+may also come from ``POPUP_KIT_SERVER_DATABASE_URL`` so that a password need not sit in
+the file. Unknown keys and wrong types are refused with the key's name.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+CONFIG_ENV = "POPUP_KIT_SERVER_CONFIG"
+# Environment variables that override a key of the file (secrets and the database).
+ENV_OVERRIDES = {"POPUP_KIT_SERVER_DATABASE_URL": "database_url"}
+
+
+class ConfigError(Exception):
+    """The server's configuration is missing or wrong; the message says what to fix."""
+
+
+class ServerSettings(BaseModel):
+    """Everything the running server needs to know, with sensible defaults."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    database_url: str = Field(
+        description="SQLAlchemy URL (postgresql+psycopg://...) or SQLite file path"
+    )
+    public_url: str = Field(default="", description="the address kits and slips use")
+    host: str = Field(default="127.0.0.1", description="address to listen on")
+    port: int = Field(default=8470, ge=1, le=65535, description="port to listen on")
+    workers: int = Field(default=1, ge=1, le=64, description="server processes (PostgreSQL)")
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="reverse proxies whose X-Forwarded-For is believed"
+    )
+    docs: bool = Field(default=True, description="serve /docs and /openapi.json")
+    emergency_number: str = Field(default="999", description="shown on urgent referral pages")
+    landing_rate_count: int = Field(default=20, ge=1, description="referral look-ups per client")
+    landing_rate_period: float = Field(default=60.0, gt=0, description="... per this many seconds")
+    enrolment_token_hours: float = Field(
+        default=24.0, gt=0, le=24 * 30, description="how long an enrolment token works"
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{entry!r} is not an IP address or network") from exc
+        return value
+
+
+def config_path(explicit: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path:
+    """The server.toml to read: ``--config`` first, then ``POPUP_KIT_SERVER_CONFIG``."""
+    chosen = explicit or env.get(CONFIG_ENV)
+    if not chosen:
+        raise ConfigError(
+            f"no server configuration: pass --config FILE or set {CONFIG_ENV} "
+            "(server.example.toml describes every key)"
+        )
+    return Path(chosen).expanduser()
+
+
+def load_settings(
+    explicit: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> ServerSettings:
+    """Read and check the server's configuration."""
+    env = os.environ if env is None else env
+    path = config_path(explicit, env)
+    try:
+        data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"server configuration {path} does not exist") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read server configuration {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    for variable, key in ENV_OVERRIDES.items():
+        if env.get(variable):
+            data[key] = env[variable]
+    if "database_url" in data and isinstance(data["database_url"], str):
+        data["database_url"] = _relative_to(path.parent, data["database_url"])
+    return settings_from(data, source=str(path))
+
+
+def settings_from(data: Mapping[str, Any], *, source: str = "server.toml") -> ServerSettings:
+    try:
+        return ServerSettings.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: " + "; ".join(_problems(exc))) from exc
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    out = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "(file)"
+        if err["type"] == "extra_forbidden":
+            out.append(f"unknown key '{key}' (misspelled? see server.example.toml)")
+        elif err["type"] == "missing":
+            out.append(f"missing key '{key}'")
+        else:
+            out.append(f"key '{key}': {err['msg']}")
+    return out
+
+
+def _relative_to(folder: Path, db: str) -> str:
+    """A bare SQLite path in the file is relative to the file's folder, not the cwd."""
+    if "://" in db:
+        return db
+    path = Path(db).expanduser()
+    return str(path if path.is_absolute() else (folder / path).resolve())
