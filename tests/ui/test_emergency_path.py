@@ -7,8 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from textual.widgets import DataTable
+from textual.widgets import DataTable, OptionList
 
+from forms import Flow
+from popup_kit.config import KitConfig
 from popup_kit.services import VisitService
 from popup_kit.ui.app import BoothApp
 from popup_kit.ui.screens.correct import CorrectScreen, EditAnswerScreen
@@ -21,7 +23,9 @@ from popup_kit.ui.screens.outcome import (
     OutcomeScreen,
     ReviewScreen,
 )
+from popup_kit.ui.screens.resume import ResumeScreen
 from popup_kit.ui.screens.visits import VisitDetailScreen
+from tests.ui.conftest import fixed_clock
 from tests.ui.driver import SELF_CARE, answer_until_done, begin_visit, plan_for, start_day
 
 SIZE = (80, 24)
@@ -238,3 +242,48 @@ async def test_every_instruction_is_on_screen_with_the_longest_reason(
             assert widget.content_region.height >= lines, selector
         # the reasons are there too, scrolling if they must
         assert screen.query_one("#emergency-body").region.height >= 2
+
+
+def emergency_draft(config: KitConfig, language: str = "en") -> None:
+    """A draft left on the emergency screen, as a crash would leave it (not acknowledged)."""
+    service = VisitService(config, clock=fixed_clock)
+    try:
+        flow = Flow(service.forms, language)
+        while flow.stopped is None and (question := flow.current()) is not None:
+            flow.answer(LONGEST[question.id])
+        assert flow.stopped == "emergency"
+        state = {**flow.to_state(), "_ui": {"emergency_acknowledged": False}}
+        service.save_draft("d-emergency", "AB", language, state)
+        service.save_draft("d-other", "AB", language, {"answers": {"age_years": 52}})
+    finally:
+        service.close()
+
+
+async def test_draft_stopped_on_an_emergency_is_flagged_and_reopens_on_it(
+    make_app: Callable[[], BoothApp], config: KitConfig
+) -> None:
+    emergency_draft(config)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start_day(pilot, app)
+        screen = app.screen
+        assert isinstance(screen, ResumeScreen)
+        options = screen.query_one(OptionList)
+        labels = {
+            str(options.get_option_at_index(i).id): str(options.get_option_at_index(i).prompt)
+            for i in range(options.option_count)
+        }
+        assert "EMERGENCY NOT ACKNOWLEDGED" in labels["d-emergency"]
+        assert "EMERGENCY" not in labels["d-other"]
+        options.highlighted = next(
+            i
+            for i in range(options.option_count)
+            if options.get_option_at_index(i).id == "d-emergency"
+        )
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, EmergencyScreen)
+        assert "cauda equina" in text_of(app, "#emergency-reasons")
+        await pilot.press("O", "K", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, ReviewScreen)

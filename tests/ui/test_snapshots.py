@@ -311,3 +311,12 @@ def test_correction_into_emergency_slip(
             keys("O", "K", "enter"),
         ),
     )
+
+
+def test_resume_with_an_unacknowledged_emergency(
+    snap_compare: Snap, make_app: Callable[[], BoothApp], config: KitConfig
+) -> None:
+    from tests.ui.test_emergency_path import emergency_draft
+
+    emergency_draft(config, "es")
+    assert snap_compare(make_app(), run_before=steps(ready, day))
