@@ -92,8 +92,8 @@ def test_correct_or_void_an_unknown_code_is_refused(
     tmp_path: Path, config: KitConfig, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = added(tmp_path, capsys)
-    swapped = code[:-2] + code[-1] + code[-2]
-    status, _, err = run(["visit", "void", swapped, "--reason", "typo"], capsys)
+    mistyped = ("2" if code[0] == "3" else "3") + code[1:]  # one character wrong
+    status, _, err = run(["visit", "void", mistyped, "--reason", "typo"], capsys)
     assert status == 2 and "not a referral code" in err
 
 
