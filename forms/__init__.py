@@ -15,7 +15,7 @@ from forms.engine import (
     score_startback,
 )
 from forms.model import AnswerError, Outcome, Question, StartBackScore
-from forms.texts import ces_warning, outcome_text
+from forms.texts import ces_warning, emergency_number_line, outcome_text, screen_text
 
 __all__ = [
     "AnswerError",
@@ -28,8 +28,10 @@ __all__ = [
     "Question",
     "StartBackScore",
     "ces_warning",
+    "emergency_number_line",
     "load_forms",
     "localized",
     "outcome_text",
     "score_startback",
+    "screen_text",
 ]

@@ -64,6 +64,41 @@ class DefinitionError(ValueError):
     """The definition files are inconsistent; the message names the file and entry."""
 
 
+WEEKS_PER_YEAR = 52.18
+AGE, ONSET, DURATION = "age_years", "back_pain_onset_age", "symptom_duration_weeks"
+
+
+def check_plausible(answers: Mapping[str, Any], answering: str | None = None) -> None:
+    """Refuse a history that cannot be: back pain that began after today's age, or
+    symptoms lasting longer than the time since they began (age minus onset age plus one
+    year, for birthdays). Raises :class:`AnswerError` naming ``answering`` when given
+    (the field just typed), else the later field of the pair."""
+    age, onset, weeks = answers.get(AGE), answers.get(ONSET), answers.get(DURATION)
+    if age is None:
+        return
+    if onset is not None and onset > age:
+        if answering == AGE:
+            raise AnswerError(AGE, f"is less than the age when the back pain began ({onset})")
+        raise AnswerError(ONSET, f"is more than the age now ({age}): give at most {age}")
+    if weeks is None:
+        return
+    since = age - (onset if onset is not None else 0) + 1  # years, allowing for birthdays
+    longest = math.floor(since * WEEKS_PER_YEAR)
+    if weeks <= longest:
+        return
+    if answering == AGE:
+        raise AnswerError(AGE, f"is too young for {_fmt_number(weeks)} weeks of symptoms")
+    if answering == ONSET:
+        latest = math.floor(age + 1 - weeks / WEEKS_PER_YEAR)
+        raise AnswerError(
+            ONSET,
+            f"does not fit {_fmt_number(weeks)} weeks of symptoms at age {age}: "
+            f"give at most {max(latest, 0)}",
+        )
+    began = f"since the pain began at {onset}" if onset is not None else "a lifetime"
+    raise AnswerError(DURATION, f"is longer than {began}: give at most {longest} weeks")
+
+
 class _Keep(dict[str, Any]):
     """format_map values that leave unknown placeholders as they are."""
 
@@ -394,7 +429,10 @@ class Forms:
                 continue
             out[key] = self._check_field(spec, value)
         env = self.complete_env({**self.base_env(), **out})
-        if self.stop_of(env) in ("ineligible", "emergency"):
+        stop = self.stop_of(env)
+        if stop != "ineligible":  # below the age limit nothing else is screened
+            check_plausible(out)
+        if stop in ("ineligible", "emergency"):
             return out
         for name, spec in self.fields.items():
             if name in out:
@@ -860,7 +898,13 @@ class Flow:
         question = self.current()
         if question is None:
             raise AnswerError("visit", "there is no question to answer")
-        self._answers[question.id] = check_answer(question, value)
+        checked = check_answer(question, value)
+        env = self._walk().env
+        given = {name: env.get(name) for name in (AGE, ONSET, DURATION)}
+        given.update({k: v for k, v in self._answers.items() if k in given})
+        if question.id in given:
+            check_plausible({**given, question.id: checked}, answering=question.id)
+        self._answers[question.id] = checked
         self._previous.pop(question.id, None)
         self._changed()
 

@@ -55,5 +55,20 @@ def ces_warning(language: str) -> tuple[str, list[str]]:
     return localized(card["heading"], language), _lines(card["signs"], language)
 
 
+def screen_text(key: str, language: str, **values: Any) -> str:
+    """A text the booth screen shows the attendee, in ``language`` (English if missing).
+
+    Placeholders absent from ``values`` stay as written; an unknown key raises KeyError."""
+    entry = _texts()["screen"][key]
+    return fill(localized(entry, language), values)
+
+
+def emergency_number_line(language: str, number: str) -> str:
+    """The emergency number line; with no number set, the attendee is sent to the volunteer."""
+    if not number.strip():
+        return screen_text("no_emergency_number", language)
+    return screen_text("emergency_number", language, emergency_number=number.strip())
+
+
 def language_names() -> dict[str, str]:
     return {str(k): str(v) for k, v in _texts().get("languages", {}).items()}

@@ -45,6 +45,34 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add.add_argument("--answers", required=True, metavar="FILE", help="JSON visit ('-' = stdin)")
     add.add_argument("--json", action="store_true", help='print {"id", "code", "triage"}')
 
+    fix = add_command(
+        visit_sub,
+        "correct",
+        "Save a corrected version of a visit (by its referral code). The file gives the "
+        "answers to change, as in `screen`; the others stay. The outcome is evaluated again: "
+        "when it changes, this says so loudly and makes the new slip (printed when kit.toml "
+        "names a printer, else saved as a PDF); the person's old slip is then wrong.",
+        _visit_correct,
+    )
+    fix.add_argument("code", help="referral code from the person's slip")
+    fix.add_argument("--answers", required=True, metavar="FILE", help="JSON changes ('-' = stdin)")
+    fix.add_argument("--volunteer", default="coordinator", help="who makes the correction")
+    fix.add_argument("--note", default="", help="why (kept with the version)")
+    fix.add_argument("--no-slip", action="store_true", help="do not make the new slip")
+    fix.add_argument("--json", action="store_true", help="print JSON")
+
+    void = add_command(
+        visit_sub,
+        "void",
+        "Mark a visit void (by its referral code), keeping the record and the reason. The "
+        "person's slip is no longer valid.",
+        _visit_void,
+    )
+    void.add_argument("code", help="referral code from the person's slip")
+    void.add_argument("--reason", required=True, help="why the visit is void (required)")
+    void.add_argument("--volunteer", default="coordinator", help="who voids it")
+    void.add_argument("--json", action="store_true", help="print JSON")
+
     wd = add_command(
         sub,
         "withdraw",
@@ -164,6 +192,119 @@ def _visit_add(args: argparse.Namespace) -> int:
         print(json.dumps({"id": saved.visit_id, "code": saved.code, "triage": saved.triage}))
     else:
         print(f"visit {saved.visit_id} saved: code {saved.code}, outcome {saved.triage}")
+    return 0
+
+
+def _find(service: VisitService, code: str) -> VisitRecord:
+    from printouts.codes import CodeError, extract_code
+
+    try:
+        normal = extract_code(code)
+    except CodeError as exc:
+        raise CommandError(f"{code!r} is not a referral code: {exc}", 2) from None
+    visit = service.find_by_code(normal)
+    if visit is None:
+        raise CommandError(f"no visit with code {normal} in this kit's store")
+    return visit
+
+
+def _visit_correct(args: argparse.Namespace) -> int:
+    from forms import AnswerError
+    from popup_kit.domain import VisitRefused
+
+    config = config_from(args)
+    changes = read_json(args.answers)
+    if not isinstance(changes, dict) or not changes:
+        raise CommandError("the answers file must be a JSON object of the answers to change", 2)
+    unknown = sorted(set(changes) & set(VISIT_KEYS))
+    if unknown:
+        raise CommandError(f"{', '.join(unknown)}: cannot be changed by a correction", 2)
+    service = _service(config)
+    try:
+        before = _find(service, args.code)
+        try:
+            after = service.correct_visit(
+                before.visit_id,
+                {**before.answers, **changes},
+                args.volunteer,
+                before.contact,
+                note=args.note,
+            )
+        except AnswerError as exc:
+            raise CommandError(f"answers: {exc}", 2) from None
+        except VisitRefused as exc:
+            raise CommandError(f"correction refused: {exc}", 2) from None
+    finally:
+        service.close()
+    changed = after.triage != before.triage
+    slip = None
+    if changed and not args.no_slip:
+        from popup_kit.slips import print_visit
+
+        slip = print_visit(config, after)
+    if args.json:
+        out: dict[str, Any] = {
+            "code": after.code,
+            "version": after.version,
+            "triage": after.triage,
+            "previous_triage": before.triage,
+            "level_changed": changed,
+        }
+        if slip is not None:
+            out["slip"] = {"printed": slip.printed, "message": slip.message}
+        print(json.dumps(out))
+        return 0
+    print(f"visit {after.code} corrected: version {after.version}, outcome {after.triage}")
+    if not changed:
+        print(f"The outcome is unchanged ({after.triage}): the person's slip still holds.")
+        return 0
+    print(f"OUTCOME CHANGED: {before.triage} -> {after.triage}.")
+    if after.triage == "emergency":
+        from forms import outcome_text
+
+        _title, instruction, steps = outcome_text(
+            "emergency", after.language, emergency_number=config.emergency_number
+        )
+        print(f"EMERGENCY: contact the person now. {instruction} {' '.join(steps)}")
+    print(
+        f"The slip the person holds (version {before.version}) is replaced: "
+        "give them the new one and take the old one back."
+    )
+    if slip is not None:
+        print(("New slip printed: " if slip.printed else "New slip not printed: ") + slip.message)
+    return 0
+
+
+def _visit_void(args: argparse.Namespace) -> int:
+    from popup_kit.domain import VisitRefused
+
+    config = config_from(args)
+    service = _service(config)
+    try:
+        before = _find(service, args.code)
+        try:
+            after = service.void_visit(before.visit_id, args.reason, args.volunteer)
+        except VisitRefused as exc:
+            raise CommandError(f"void refused: {exc}", 2) from None
+    finally:
+        service.close()
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "code": after.code,
+                    "version": after.version,
+                    "voided": after.voided,
+                    "previous_triage": before.triage,
+                    "level_changed": True,
+                }
+            )
+        )
+        return 0
+    print(
+        f"visit {after.code} voided (version {after.version}; it was {before.triage}). "
+        "The outcome no longer stands: the person's slip is not valid; take it back."
+    )
     return 0
 
 

@@ -19,11 +19,15 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.message import Message
 
+from popup_kit.ui.controller import VisitController
+
 if TYPE_CHECKING:
     from textual.screen import Screen
 
     from popup_kit.config import KitConfig
     from popup_kit.ui.backend import Backend, VisitSession
+    from popup_kit.ui.screens.emergency import EmergencyScreen
+    from popup_kit.ui.screens.outcome import OutcomeScreen
     from sync.client import SyncSummary
 
 Clock = Callable[[], datetime]
@@ -78,6 +82,7 @@ class BoothApp(App[None]):
         self.ready = asyncio.Event()
         self.volunteer = ""
         self.visit: VisitSession | None = None
+        self.controller = VisitController(self)
         self.sync_enrolled = False
         self.sync_running = False
         self.last_sync: SyncEnded | None = None
@@ -113,6 +118,14 @@ class BoothApp(App[None]):
         self._sync_wake.set()
         if self.backend is not None:
             self.backend.close()
+
+    # the visit flow: screens post, the controller decides what comes next -----------
+
+    def on_emergency_screen_acknowledged(self, message: EmergencyScreen.Acknowledged) -> None:
+        self.controller.emergency_acknowledged(message.purpose)
+
+    def on_outcome_screen_continued(self, message: OutcomeScreen.Continued) -> None:
+        self.controller.outcome_read(message.purpose)
 
     # background sync ------------------------------------------------------------------
 

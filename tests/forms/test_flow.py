@@ -63,7 +63,12 @@ def test_weight_loss_follow_up_only_after_yes(forms: Forms) -> None:
 
 
 def test_axspa_count_only_when_onset_before_45_and_over_13_weeks(forms: Forms) -> None:
-    long_young = {**BENIGN, "symptom_duration_weeks": 13, "back_pain_onset_age": 44}
+    long_young = {
+        **BENIGN,
+        "age_years": 50,
+        "symptom_duration_weeks": 13,
+        "back_pain_onset_age": 44,
+    }
     _, asked = run(forms, flow_answers({**long_young, "axspa_criteria_count": 4}))
     assert "axspa_criteria_count" in asked
     for changes in ({"symptom_duration_weeks": 12}, {"back_pain_onset_age": 45}):

@@ -161,7 +161,11 @@ def test_minor_trauma_over_70_edge(forms: Forms, age: int, fires: bool) -> None:
 def test_inflammatory_back_pain_edges(
     forms: Forms, duration: float, onset: int, count: int, fires: bool
 ) -> None:
-    changes: dict[str, Any] = {"symptom_duration_weeks": duration, "back_pain_onset_age": onset}
+    changes: dict[str, Any] = {
+        "age_years": 60,
+        "symptom_duration_weeks": duration,
+        "back_pain_onset_age": onset,
+    }
     if duration >= 13 and onset < 45:
         changes["axspa_criteria_count"] = count
     out = screen(forms, **changes)
@@ -214,7 +218,7 @@ def test_emergency_skips_questionnaires(forms: Forms) -> None:
 
 def test_under_self_consent_age_is_ineligible(forms: Forms) -> None:
     assert forms.screen({"age_years": 15}).triage == "ineligible"
-    assert screen(forms, age_years=16)["triage"] == "self_care"
+    assert screen(forms, age_years=16, back_pain_onset_age=16)["triage"] == "self_care"
     eighteen = load_forms(min_self_consent_age=18)
     assert eighteen.screen({**BENIGN, "age_years": 17}).triage == "ineligible"
 

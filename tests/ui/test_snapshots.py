@@ -254,3 +254,69 @@ def test_qr_on_screen(
         make_app(),
         run_before=steps(ready, day, visit, until_done(SELF_CARE), keys("enter", "s", "q")),
     )
+
+
+def test_emergency_in_spanish(snap_compare: Snap, make_app: Callable[[], BoothApp]) -> None:
+    """The longest emergency reason in Spanish: instruction, steps and number all on screen."""
+
+    async def spanish(pilot: Pilot[None]) -> None:
+        await begin_visit(pilot, "2")
+
+    plan = plan_for(ces_saddle_numbness="new_or_worsening")
+    assert snap_compare(make_app(), run_before=steps(ready, day, spanish, until_done(plan)))
+
+
+async def correct_into_emergency(pilot: Pilot[None]) -> None:
+    from textual.widgets import DataTable
+
+    app = pilot.app
+    await pilot.press("l", "enter", "c")
+    await pilot.pause()
+    table = app.screen.query_one(DataTable)
+    target = table.get_row_index("ces_saddle_numbness")
+    await pilot.press(*["down"] * target, "enter")
+    await pilot.pause()
+    question = app.screen.question  # type: ignore[attr-defined]
+    key = next(c.key for c in question.choices if c.value == "new_or_worsening")
+    await pilot.press(key, "s", "y")
+    await pilot.pause()
+
+
+def test_correction_into_emergency(snap_compare: Snap, make_app: Callable[[], BoothApp]) -> None:
+    assert snap_compare(
+        make_app(),
+        run_before=steps(
+            ready,
+            day,
+            visit,
+            until_done(SELF_CARE),
+            keys("enter", "s", "enter"),
+            correct_into_emergency,
+        ),
+    )
+
+
+def test_correction_into_emergency_slip(
+    snap_compare: Snap, make_app: Callable[[], BoothApp]
+) -> None:
+    assert snap_compare(
+        make_app(),
+        run_before=steps(
+            ready,
+            day,
+            visit,
+            until_done(SELF_CARE),
+            keys("enter", "s", "enter"),
+            correct_into_emergency,
+            keys("O", "K", "enter"),
+        ),
+    )
+
+
+def test_resume_with_an_unacknowledged_emergency(
+    snap_compare: Snap, make_app: Callable[[], BoothApp], config: KitConfig
+) -> None:
+    from tests.ui.test_emergency_path import emergency_draft
+
+    emergency_draft(config, "es")
+    assert snap_compare(make_app(), run_before=steps(ready, day))

@@ -189,8 +189,7 @@ class CorrectScreen(Screen[None]):
             except Exception as exc:
                 self.notify(f"Correction not saved: {exc}", severity="error", timeout=15)
                 return
-            self.notify(f"Saved as version {saved.version}: outcome {saved.triage}.")
-            self.app.pop_screen()
+            self.app.controller.correction_saved(self.visit, saved)
 
         changed = ", ".join(sorted(self.changed))
         self.app.push_screen(ConfirmScreen(f"Save a new version changing: {changed}?"), confirmed)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
@@ -16,6 +19,7 @@ from popup_kit.ui.screens.printing import PrintingScreen, show_qr
 if TYPE_CHECKING:
     from popup_kit.domain import VisitRecord
     from popup_kit.ui.app import BoothApp
+    from popup_kit.ui.backend import VisitSession
 
 LEVEL_TITLES = {
     "emergency": "EMERGENCY",
@@ -27,22 +31,51 @@ LEVEL_TITLES = {
 }
 
 
-def next_after_flow(app: BoothApp, stage: str) -> Screen[None]:
-    """The screen after ``stage`` ("flow", "outcome", "contact")."""
-    session = app.visit
-    assert session is not None
-    if stage == "flow" and session.flow.stopped != "emergency":
-        return OutcomeScreen()
-    if stage in ("flow", "outcome") and session.flow.consent().get("c3"):
-        return ContactScreen()
-    return ReviewScreen()
-
-
 def bullet(lines: Iterable[str]) -> str:
     return "\n".join(f"• {line}" for line in lines)
 
 
+@dataclass(frozen=True)
+class OutcomeView:
+    """What an outcome screen shows: from a visit in progress or from a stored visit."""
+
+    level: str
+    language: str
+    reasons: tuple[tuple[str, str], ...]  # (reason in the visit's language, rule id)
+    startback: tuple[int, int, str] | None = None  # total, psychosocial, risk
+
+    @classmethod
+    def of_session(cls, session: VisitSession) -> OutcomeView:
+        from forms import localized
+
+        lang = session.language
+        outcome = session.flow.outcome()
+        sb = outcome.startback
+        return cls(
+            str(outcome.triage),
+            lang,
+            tuple((localized(r.reason, lang), r.id) for r in outcome.rules),
+            (sb.total, sb.psychosocial, str(sb.risk)) if sb is not None else None,
+        )
+
+    @classmethod
+    def of_record(cls, visit: VisitRecord) -> OutcomeView:
+        lang = visit.language
+        sb = visit.startback
+        startback = None
+        if sb:
+            startback = (int(sb["total"]), int(sb["psychosocial"]), str(sb["risk"]))
+        return cls(
+            visit.triage,
+            lang,
+            tuple((r.reason_in(lang), r.id) for r in visit.rules),
+            startback,
+        )
+
+
 class OutcomeScreen(Screen[None]):
+    """The outcome as the attendee sees it; Enter goes on (posts :class:`Continued`)."""
+
     app: BoothApp
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -50,41 +83,67 @@ class OutcomeScreen(Screen[None]):
         Binding("escape", "back", "Back"),
     ]
 
-    def compose(self) -> ComposeResult:
-        from forms import localized
+    class Continued(Message):
+        def __init__(self, purpose: str) -> None:
+            super().__init__()
+            self.purpose = purpose
 
-        session = self.app.visit
+    def __init__(self, view: OutcomeView | None = None, *, purpose: str = "visit") -> None:
+        super().__init__()
+        self._view = view
+        self.purpose = purpose
+
+    @property
+    def view(self) -> OutcomeView:
+        if self._view is None:
+            session = self.app.visit
+            assert session is not None
+            self._view = OutcomeView.of_session(session)
+        return self._view
+
+    def compose(self) -> ComposeResult:
+        from forms import screen_text
+
         backend = self.app.backend
-        assert session is not None and backend is not None
-        lang = session.language
-        outcome = session.flow.outcome()
-        title, instruction, steps = backend.outcome_text(outcome.triage, lang)
-        level = str(outcome.triage)
+        assert backend is not None
+        view = self.view
+        lang, level = view.language, view.level
+        title, instruction, steps = backend.outcome_text(level, lang)
         yield Static(f"popup-kit · outcome · {LEVEL_TITLES.get(level, level)}", classes="title-bar")
         with VerticalScroll(classes="body", id="outcome-body"):
             yield Static(title, id="outcome-title", classes=f"level level-{level}")
             yield Static(instruction, id="outcome-instruction", classes="prompt")
             if steps:
                 yield Static(bullet(steps), id="outcome-steps")
-            reasons = [f"{localized(r.reason, lang)} ({r.id})" for r in outcome.rules]
+            reasons = [f"{reason} ({rule_id})" for reason, rule_id in view.reasons]
             if reasons:
-                yield Static("[b]Why[/b]\n" + bullet(reasons), id="outcome-reasons")
-            sb = outcome.startback
-            if sb is not None:
+                why = Text(screen_text("why", lang), style="bold")
+                yield Static(Text.assemble(why, "\n", bullet(reasons)), id="outcome-reasons")
+            if view.startback is not None:
+                total, psychosocial, risk = view.startback
                 yield Static(
-                    f"STarT Back: total {sb.total}/9, psychosocial {sb.psychosocial}/5, "
-                    f"risk {sb.risk}",
+                    screen_text(
+                        "startback",
+                        lang,
+                        total=total,
+                        psychosocial=psychosocial,
+                        risk=screen_text(f"risk_{risk}", lang),
+                    ),
                     id="outcome-startback",
                 )
             heading, signs = backend.ces_warning(lang)
-            yield Static(f"[b]{heading}[/b]\n" + bullet(signs), id="outcome-ces")
-        yield Static("Enter: continue", classes="hint")
+            yield Static(
+                Text.assemble(Text(heading, style="bold"), "\n", bullet(signs)), id="outcome-ces"
+            )
+        yield Static(screen_text("continue", lang), classes="hint")
         yield Footer()
 
     def action_continue(self) -> None:
-        self.app.switch_screen(next_after_flow(self.app, "outcome"))
+        self.post_message(self.Continued(self.purpose))
 
     def action_back(self) -> None:
+        if self.purpose != "visit":  # a saved correction is not undone by Esc
+            return
         from popup_kit.ui.screens.visit import VisitScreen
 
         session = self.app.visit
@@ -265,7 +324,7 @@ class SavedScreen(PrintingScreen):
         self.print_visit(self.visit)
 
     def show_print_result(self, ok: bool, text: str) -> None:
-        self.query_one("#print-status", Static).update(text)
+        self.query_one("#print-status", Static).update(Text(text))
 
     def action_print(self) -> None:
         self.query_one("#print-status", Static).update("Printing the slip…")
@@ -280,6 +339,61 @@ class SavedScreen(PrintingScreen):
 
     def action_home(self) -> None:
         self.app.go_home()
+
+
+class CorrectedScreen(PrintingScreen):
+    """A correction changed the outcome: the new slip prints, the old one is replaced."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter,escape", "done", "Back to the visit", priority=True),
+        Binding("p", "print", "Print again"),
+        Binding("q", "qr", "QR on screen"),
+    ]
+
+    def __init__(self, before: VisitRecord, after: VisitRecord) -> None:
+        super().__init__()
+        self.before = before
+        self.visit = after
+
+    def compose(self) -> ComposeResult:
+        before, after = self.before, self.visit
+        old = LEVEL_TITLES.get(before.triage, before.triage)
+        new = LEVEL_TITLES.get(after.triage, after.triage)
+        yield Static(f"popup-kit · visit {after.code} corrected", classes="title-bar")
+        with Vertical(classes="body"):
+            yield Static(
+                f"Saved as version {after.version}. The outcome changed: {old} → {new}.",
+                id="corrected-change",
+                classes="prompt",
+            )
+            yield Static(f"Outcome: {new}", classes=f"level level-{after.triage}")
+            yield Static(
+                f"The slip the person holds (version {before.version}, {old}) is REPLACED: "
+                "take it back and give them the new one.",
+                id="corrected-replaced",
+                classes="warning",
+            )
+            yield Static("Printing the new slip…", id="print-status")
+            yield Static(
+                "Enter: back to the visit · p: print again · q: QR on screen", classes="hint"
+            )
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.print_visit(self.visit)
+
+    def show_print_result(self, ok: bool, text: str) -> None:
+        self.query_one("#print-status", Static).update(Text(text))
+
+    def action_print(self) -> None:
+        self.query_one("#print-status", Static).update("Printing the new slip…")
+        self.print_visit(self.visit)
+
+    def action_qr(self) -> None:
+        show_qr(self.app, self.visit)
+
+    def action_done(self) -> None:
+        self.app.pop_screen()
 
 
 class StoppedScreen(Screen[None]):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
@@ -49,12 +50,20 @@ class ResumeScreen(Screen[None]):
         options.clear_options()
         self._drafts = self.app.backend.drafts()
         for draft in self._drafts:
-            label = draft_label(draft)
+            label = Text(draft_label(draft))
             try:
-                asked, total = self.app.backend.resume(draft).flow.progress()
-                label += f"  · {asked} of {total} answered"
+                session = self.app.backend.resume(draft)
+                asked, total = session.flow.progress()
+                label.append(f"  · {asked} of {total} answered")
+                if session.flow.stopped == "emergency" and not session.emergency_acknowledged:
+                    # the person may not have been told to go now: this one first
+                    label.append("\n  ")
+                    label.append(
+                        " EMERGENCY NOT ACKNOWLEDGED: reopens on the emergency screen ",
+                        style="bold white on #b00000",
+                    )
             except Exception:  # an unreadable draft is still listed, so it can be discarded
-                label += "  · cannot be read"
+                label.append("  · cannot be read")
             options.add_option(Option(label, id=draft.draft_id))
         if self._drafts:
             options.highlighted = 0

@@ -173,12 +173,7 @@ class VisitScreen(Screen[None]):
         session = self.session
         flow = session.flow
         if flow.stopped == "emergency":
-            if session.emergency_acknowledged:
-                self._to_after_flow()
-            else:
-                from popup_kit.ui.screens.emergency import EmergencyScreen
-
-                self.app.switch_screen(EmergencyScreen())
+            self._to_after_flow()
             return
         if flow.stopped in ("ineligible", "consent_refused"):
             self._stop(str(flow.stopped))
@@ -208,9 +203,7 @@ class VisitScreen(Screen[None]):
         self.app.switch_screen(StoppedScreen(kind, session.language))
 
     def _to_after_flow(self) -> None:
-        from popup_kit.ui.screens.outcome import next_after_flow
-
-        self.app.switch_screen(next_after_flow(self.app, "flow"))
+        self.app.switch_screen(self.app.controller.after_questions())
 
     # --- drawing ---------------------------------------------------------------------
 

@@ -1,0 +1,289 @@
+"""The emergency path: a correction into an emergency is shown as a first visit is, and the
+emergency screen cannot be stalled or pushed off a small terminal."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from textual.widgets import DataTable, OptionList
+
+from forms import Flow
+from popup_kit.config import KitConfig
+from popup_kit.services import VisitService
+from popup_kit.ui.app import BoothApp
+from popup_kit.ui.screens.correct import CorrectScreen, EditAnswerScreen
+from popup_kit.ui.screens.dialogs import ConfirmScreen
+from popup_kit.ui.screens.emergency import EmergencyScreen
+from popup_kit.ui.screens.home import HomeScreen
+from popup_kit.ui.screens.outcome import (
+    ContactScreen,
+    CorrectedScreen,
+    OutcomeScreen,
+    ReviewScreen,
+)
+from popup_kit.ui.screens.resume import ResumeScreen
+from popup_kit.ui.screens.visits import VisitDetailScreen
+from tests.ui.conftest import fixed_clock
+from tests.ui.driver import SELF_CARE, answer_until_done, begin_visit, plan_for, start_day
+
+SIZE = (80, 24)
+Stored = Callable[[], VisitService]
+# the longest emergency reason (cauda equina) in every language
+LONGEST = plan_for(ces_saddle_numbness="new_or_worsening")
+
+
+def text_of(app: BoothApp, selector: str) -> str:
+    return str(app.screen.query_one(selector).render())
+
+
+async def record(pilot: Any, app: BoothApp, plan: dict[str, Any], language: str = "1") -> str:
+    await begin_visit(pilot, language)
+    await answer_until_done(pilot, app, plan)
+    if isinstance(app.screen, EmergencyScreen):
+        await pilot.press("O", "K", "enter")
+    else:
+        await pilot.press("enter")
+    await pilot.pause()
+    if isinstance(app.screen, ContactScreen):
+        await pilot.press("escape")
+        await pilot.pause()
+    assert isinstance(app.screen, ReviewScreen)
+    await pilot.press("s")
+    await pilot.pause()
+    code = app.screen.code  # type: ignore[attr-defined]
+    await app.workers.wait_for_complete()
+    await pilot.press("enter")
+    await pilot.pause()
+    assert isinstance(app.screen, HomeScreen)
+    return str(code)
+
+
+async def open_correction(pilot: Any, app: BoothApp, code: str) -> CorrectScreen:
+    await pilot.press("l")
+    await pilot.pause()
+    await pilot.press("slash", *code, "enter")
+    await pilot.pause()
+    assert isinstance(app.screen, VisitDetailScreen)
+    await pilot.press("c")
+    await pilot.pause()
+    screen = app.screen
+    assert isinstance(screen, CorrectScreen)
+    return screen
+
+
+async def change_answer(pilot: Any, app: BoothApp, field: str, value: Any) -> None:
+    """Move down to ``field`` in the correction table and pick ``value`` by its key."""
+    screen = app.screen
+    assert isinstance(screen, CorrectScreen)
+    table = screen.query_one(DataTable)
+    target = table.get_row_index(field)
+    while table.cursor_row != target:
+        await pilot.press("down" if table.cursor_row < target else "up")
+    await pilot.press("enter")
+    await pilot.pause()
+    edit = app.screen
+    assert isinstance(edit, EditAnswerScreen)
+    key = next(c.key for c in edit.question.choices if c.value == value)
+    await pilot.press(key)
+    await pilot.pause()
+
+
+async def save_correction(pilot: Any, app: BoothApp) -> None:
+    await pilot.press("s")
+    await pilot.pause()
+    assert isinstance(app.screen, ConfirmScreen)
+    await pilot.press("y")
+    await pilot.pause()
+
+
+async def test_correction_into_an_emergency_is_shown_as_a_first_visit(
+    make_app: Callable[[], BoothApp], stored: Stored
+) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start_day(pilot, app)
+        code = await record(pilot, app, SELF_CARE)
+        await open_correction(pilot, app, code)
+        await change_answer(pilot, app, "ces_saddle_numbness", "new_or_worsening")
+        await save_correction(pilot, app)
+        # the red screen with its OK step, as on a first visit; a stray Tab changes nothing
+        assert isinstance(app.screen, EmergencyScreen)
+        assert text_of(app, "#emergency-instruction") == (
+            "Go to the Emergency Department now. Show this slip."
+        )
+        assert "cauda equina" in text_of(app, "#emergency-reasons")
+        await pilot.press("enter", "tab", "escape")
+        await pilot.pause()
+        assert isinstance(app.screen, EmergencyScreen)
+        await pilot.press("O", "K", "enter")
+        await pilot.pause()
+        # then the new slip, and the old one said to be replaced
+        assert isinstance(app.screen, CorrectedScreen)
+        assert text_of(app, "#corrected-change") == (
+            "Saved as version 2. The outcome changed: SELF-CARE → EMERGENCY."
+        )
+        assert "(version 1, SELF-CARE) is REPLACED" in text_of(app, "#corrected-replaced")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        status = text_of(app, "#print-status")
+        assert status.startswith("Not printed:") and "[printer]" in status
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, VisitDetailScreen)
+    visit = stored().find_by_code(code)
+    assert visit is not None and visit.triage == "emergency" and visit.version == 2
+
+
+async def test_correction_down_a_tier_shows_the_outcome_then_the_slip(
+    make_app: Callable[[], BoothApp], stored: Stored
+) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start_day(pilot, app)
+        code = await record(pilot, app, plan_for(osteoporosis=True))
+        await open_correction(pilot, app, code)
+        await change_answer(pilot, app, "osteoporosis", False)
+        await save_correction(pilot, app)
+        assert isinstance(app.screen, OutcomeScreen)
+        assert text_of(app, "#outcome-title") == "Self-care"
+        await pilot.press("escape")  # the saved correction is not undone
+        await pilot.pause()
+        assert isinstance(app.screen, OutcomeScreen)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, CorrectedScreen)
+        assert "ROUTINE REFERRAL → SELF-CARE" in text_of(app, "#corrected-change")
+    visit = stored().find_by_code(code)
+    assert visit is not None and visit.triage == "self_care"
+
+
+async def test_unchanged_outcome_after_a_correction_says_so(
+    make_app: Callable[[], BoothApp],
+) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start_day(pilot, app)
+        code = await record(pilot, app, SELF_CARE)
+        await open_correction(pilot, app, code)
+        await change_answer(pilot, app, "iv_drug_use", False)  # no change: nothing to save
+        await change_answer(pilot, app, "leg_pain_side", "unilateral")
+        await save_correction(pilot, app)
+        assert isinstance(app.screen, VisitDetailScreen)
+        assert any("outcome is unchanged" in str(n.message) for n in app._notifications)
+
+
+@pytest.mark.parametrize("focus_change", ["tab", "shift+tab", "click"])
+async def test_emergency_screen_cannot_be_stalled_by_focus(
+    make_app: Callable[[], BoothApp], focus_change: str
+) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start_day(pilot, app)
+        await begin_visit(pilot)
+        await answer_until_done(pilot, app, LONGEST)
+        assert isinstance(app.screen, EmergencyScreen)
+        await pilot.press("O")
+        if focus_change == "click":
+            await pilot.click("#emergency-reasons")
+            await pilot.click("#ack")
+        else:
+            await pilot.press(focus_change, focus_change)
+        await pilot.press("K")
+        assert text_of(app, "#ack") == "> OK▏"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, ReviewScreen)
+
+
+@pytest.mark.parametrize(
+    ("language", "size", "instruction", "number"),
+    [
+        ("1", (80, 24), "Go to the Emergency Department now.", "Emergency number: 999"),
+        ("2", (80, 24), "Vaya a Urgencias ahora.", "Teléfono de emergencias: 999"),
+        ("1", (60, 20), "Go to the Emergency Department now.", "Emergency number: 999"),
+        ("2", (60, 20), "Vaya a Urgencias ahora.", "Teléfono de emergencias: 999"),
+    ],
+)
+async def test_every_instruction_is_on_screen_with_the_longest_reason(
+    make_app: Callable[[], BoothApp],
+    language: str,
+    size: tuple[int, int],
+    instruction: str,
+    number: str,
+) -> None:
+    app = make_app()
+    async with app.run_test(size=size) as pilot:
+        await start_day(pilot, app)
+        await begin_visit(pilot, language)
+        await answer_until_done(pilot, app, LONGEST)
+        screen = app.screen
+        assert isinstance(screen, EmergencyScreen)
+        assert text_of(app, "#emergency-instruction").startswith(instruction)
+        assert text_of(app, "#emergency-number") == number
+        steps = text_of(app, "#emergency-steps")
+        assert "999" in steps.splitlines()[-1]
+        width, height = size
+        for selector in (
+            "#emergency-title",
+            "#emergency-instruction",
+            "#emergency-steps",
+            "#emergency-number",
+            "#emergency-ack-help",
+            "#ack",
+        ):
+            widget = screen.query_one(selector)
+            region = widget.region
+            assert region.height >= 1 and region.bottom <= height, selector
+            assert region.right <= width, selector
+            # nothing cut: the widget has the height its wrapped text needs
+            lines = widget.get_content_height(region.size, region.size, region.width)
+            assert widget.content_region.height >= lines, selector
+        # the reasons are there too, scrolling if they must
+        assert screen.query_one("#emergency-body").region.height >= 2
+
+
+def emergency_draft(config: KitConfig, language: str = "en") -> None:
+    """A draft left on the emergency screen, as a crash would leave it (not acknowledged)."""
+    service = VisitService(config, clock=fixed_clock)
+    try:
+        flow = Flow(service.forms, language)
+        while flow.stopped is None and (question := flow.current()) is not None:
+            flow.answer(LONGEST[question.id])
+        assert flow.stopped == "emergency"
+        state = {**flow.to_state(), "_ui": {"emergency_acknowledged": False}}
+        service.save_draft("d-emergency", "AB", language, state)
+        service.save_draft("d-other", "AB", language, {"answers": {"age_years": 52}})
+    finally:
+        service.close()
+
+
+async def test_draft_stopped_on_an_emergency_is_flagged_and_reopens_on_it(
+    make_app: Callable[[], BoothApp], config: KitConfig
+) -> None:
+    emergency_draft(config)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start_day(pilot, app)
+        screen = app.screen
+        assert isinstance(screen, ResumeScreen)
+        options = screen.query_one(OptionList)
+        labels = {
+            str(options.get_option_at_index(i).id): str(options.get_option_at_index(i).prompt)
+            for i in range(options.option_count)
+        }
+        assert "EMERGENCY NOT ACKNOWLEDGED" in labels["d-emergency"]
+        assert "EMERGENCY" not in labels["d-other"]
+        options.highlighted = next(
+            i
+            for i in range(options.option_count)
+            if options.get_option_at_index(i).id == "d-emergency"
+        )
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, EmergencyScreen)
+        assert "cauda equina" in text_of(app, "#emergency-reasons")
+        await pilot.press("O", "K", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, ReviewScreen)
