@@ -12,10 +12,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from sync import protocol as p
 from sync.server import errors
 from sync.server.codes import CodeRules, default_rules
+from sync.server.headers import SecurityHeaders
 from sync.server.limits import MAX_BODY_BYTES, BodyLimit, TokenBuckets
 from sync.server.routers import api, attendee, docs
 from sync.server.settings import ServerSettings, load_settings
@@ -72,6 +74,11 @@ def build_app(
     if settings.docs:
         app.include_router(docs.router)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    app.add_middleware(SecurityHeaders, hsts=settings.public_url.startswith("https://"))
+    if settings.trusted_proxies:
+        # Outermost: the client address is settled before anything else reads it. Only
+        # the configured proxies' X-Forwarded-For/-Proto are believed.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     return app
 
 
@@ -88,6 +95,9 @@ def create_app(
     rate_clock: Callable[[], float] = time.monotonic,
     emergency_number: str = "999",
     code_rules: CodeRules | None = None,
+    trusted_proxies: list[str] | None = None,
+    public_url: str = "",
+    docs: bool = True,
 ) -> FastAPI:
     """The server on the database at ``db_url`` (SQLite file URL or PostgreSQL URL).
 
@@ -95,6 +105,9 @@ def create_app(
     """
     settings = ServerSettings(
         database_url=db_url,
+        trusted_proxies=trusted_proxies or [],
+        public_url=public_url,
+        docs=docs,
         emergency_number=emergency_number,
         landing_rate_count=landing_rate[0],
         landing_rate_period=landing_rate[1],

@@ -40,7 +40,7 @@ class ServerSettings(BaseModel):
     trusted_proxies: list[str] = Field(
         default_factory=list, description="reverse proxies whose X-Forwarded-For is believed"
     )
-    docs: bool = Field(default=True, description="serve /docs and /openapi.json")
+    docs: bool = Field(default=False, description="serve the API description /openapi.json")
     emergency_number: str = Field(default="999", description="shown on urgent referral pages")
     landing_rate_count: int = Field(default=20, ge=1, description="referral look-ups per client")
     landing_rate_period: float = Field(default=60.0, gt=0, description="... per this many seconds")

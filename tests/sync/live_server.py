@@ -69,7 +69,9 @@ def run_server(db_url: str, *, port: int = 0, **options: Any) -> Iterator[LiveSe
     sock.bind(("127.0.0.1", port))
     sock.listen(128)  # connections queue here until the server starts accepting
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", lifespan="on", proxy_headers=False)
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:

@@ -201,16 +201,42 @@ def test_cli_enroll_revoke_records(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "2 records" in capsys.readouterr().out
 
 
-def test_migrations_are_idempotent_and_refuse_a_newer_database(sqlite_url: str) -> None:
-    store = ServerStore(sqlite_url)
+def test_migrations_are_idempotent_and_refuse_a_newer_database(db_url: str) -> None:
+    store = ServerStore(db_url)
     assert store.schema_version == 2
     store.close()
-    store = ServerStore(sqlite_url)
+    store = ServerStore(db_url)
+    assert store.schema_version == 2
     with store.engine.begin() as conn:
-        conn.exec_driver_sql("INSERT INTO schema_version VALUES (99, 'future', 'now')")
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0099'")
     store.close()
     with pytest.raises(RuntimeError, match="newer than this server knows"):
-        ServerStore(sqlite_url)
+        ServerStore(db_url)
+
+
+def test_a_database_from_the_numbered_migrations_is_adopted(sqlite_url: str) -> None:
+    import sqlite3
+
+    path = sqlite_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:
+        conn.executescript(
+            "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT, applied_at TEXT);"
+            "INSERT INTO schema_version VALUES (1, 'initial', 'then');"
+            "CREATE TABLE kit (kit_id TEXT PRIMARY KEY, created_at TEXT NOT NULL,"
+            " enrolled_at TEXT, credential_hash TEXT, receipt_key TEXT, slip_key TEXT,"
+            " revoked_at TEXT, revoked_reason TEXT);"
+            "CREATE TABLE enrollment_token (token_hash TEXT PRIMARY KEY, kit_id TEXT NOT NULL,"
+            " created_at TEXT NOT NULL, used_at TEXT);"
+            "INSERT INTO kit (kit_id, created_at) VALUES ('kit-old', 'then');"
+        )
+    store = ServerStore(sqlite_url)
+    try:
+        assert store.schema_version == 2
+        token = store.create_enrollment("kit-old")  # the new columns are there
+        assert store.enroll(token, "kit-old", b"k" * 32)[0]
+    finally:
+        store.close()
 
 
 def test_withdrawal_as_a_consent_event(server: LiveServer) -> None:

@@ -36,11 +36,7 @@ def referral(
         page = landing.too_many()
         return HTMLResponse(page.html, page.status, headers={"Retry-After": "60"})
     page = _landing(store, rules, code, s, lang, settings.emergency_number)
-    return HTMLResponse(
-        page.html,
-        page.status,
-        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
-    )
+    return HTMLResponse(page.html, page.status)
 
 
 def _landing(
@@ -52,20 +48,20 @@ def _landing(
     emergency_number: str,
 ) -> landing.Page:
     code = check_code(rules, raw_code)
-    if code is None:
+    # Without a valid signature, only the generic page: the code alone is printed large on
+    # the slip and says nothing of its outcome, nor whether the server knows it.
+    if code is None or sig is None:
         return landing.not_found()
     found = store.referral(code)
     kits = store.kits()
     if found is not None:
         keys = [k.slip_key for k in kits if k.kit_id == found.kit_id and k.slip_key]
-        if sig is not None and not any(signature_valid(rules, code, sig, key) for key in keys):
+        if not any(signature_valid(rules, code, sig, key) for key in keys):
             return landing.not_found()
         language = found.language
         if found.void or found.withdrawn or not found.shared or found.level is None:
             return landing.not_shared(code, language)
         return landing.next_steps(code, found.level, language, emergency_number)
-    if sig is None:
-        return landing.not_found()
     keys = [k.slip_key for k in kits if k.slip_key and k.revoked_reason is None]
     if not any(signature_valid(rules, code, sig, key) for key in keys):
         return landing.not_found()
