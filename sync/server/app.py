@@ -15,12 +15,12 @@ from fastapi.responses import Response
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from sync import protocol as p
-from sync.server import errors
+from sync.server import errors, keys
 from sync.server.codes import CodeRules, default_rules
 from sync.server.headers import SecurityHeaders
 from sync.server.limits import MAX_BODY_BYTES, BodyLimit, TokenBuckets
 from sync.server.routers import api, attendee, docs
-from sync.server.settings import ServerSettings, load_settings
+from sync.server.settings import ServerSettings, key_path, load_settings
 from sync.server.store import Clock, ServerStore
 
 __all__ = ["MAX_BODY_BYTES", "TokenBuckets", "build_app", "create_app", "from_environment"]
@@ -35,8 +35,12 @@ def build_app(
 ) -> FastAPI:
     """The server as ``settings`` describe it; ``clock``, ``rate_clock`` and ``code_rules``
     replace the real ones (tests)."""
+    receipt_key = keys.load_or_create(key_path(settings))
     store = ServerStore(
-        settings.database_url, clock=clock, token_hours=settings.enrolment_token_hours
+        settings.database_url,
+        clock=clock,
+        token_hours=settings.enrolment_token_hours,
+        receipt_key=receipt_key,
     )
 
     @asynccontextmanager
@@ -98,6 +102,7 @@ def create_app(
     trusted_proxies: list[str] | None = None,
     public_url: str = "",
     docs: bool = True,
+    key_file: str = "",
 ) -> FastAPI:
     """The server on the database at ``db_url`` (SQLite file URL or PostgreSQL URL).
 
@@ -108,6 +113,7 @@ def create_app(
         trusted_proxies=trusted_proxies or [],
         public_url=public_url,
         docs=docs,
+        key_file=key_file,
         emergency_number=emergency_number,
         landing_rate_count=landing_rate[0],
         landing_rate_period=landing_rate[1],

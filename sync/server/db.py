@@ -31,6 +31,17 @@ def normalize_url(db: str) -> str:
     return f"sqlite:///{Path(db).expanduser().resolve()}"
 
 
+def sqlite_path(db_url: str) -> Path | None:
+    """The file of a SQLite URL (None for PostgreSQL or an in-memory database)."""
+    url = normalize_url(db_url)
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split(":///", 1)[-1]
+    if not path or path == ":memory:":
+        return None
+    return Path(path)
+
+
 def make_engine(db_url: str) -> Engine:
     url = normalize_url(db_url)
     if url.startswith("sqlite"):
@@ -90,8 +101,8 @@ def database_exists(db_url: str) -> bool:
     """True when ``db_url`` names a database that already holds the server's tables."""
     url = normalize_url(db_url)
     if url.startswith("sqlite"):
-        path = url.split(":///", 1)[-1]
-        if not path or path == ":memory:" or not Path(path).exists():
+        path = sqlite_path(url)
+        if path is None or not path.exists():
             return False
     engine = make_engine(url)
     try:
