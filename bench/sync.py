@@ -95,7 +95,10 @@ def enroll(db_url: str, url: str, kit_id: str) -> p.KitCredentials:
     answer.raise_for_status()
     enrolled = p.EnrollResponse.model_validate_json(answer.content)
     return p.KitCredentials(
-        url, kit_id, enrolled.credential, base64.b64decode(enrolled.receipt_key)
+        url,
+        kit_id,
+        enrolled.credential,
+        p.ed25519_receipt_key(base64.b64decode(enrolled.receipt_key)),
     )
 
 

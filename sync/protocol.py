@@ -14,6 +14,8 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field
 
 # The credentials live in their own light module; re-exported for the protocol's users.
@@ -122,7 +124,10 @@ class EnrollRequest(_Strict):
 class EnrollResponse(Marked):
     kit_id: str
     credential: str
-    receipt_key: str = Field(description="base64 HMAC key that verifies this kit's receipts")
+    receipt_key: str = Field(
+        description="base64 Ed25519 public key of the server: it verifies every receipt"
+    )
+    receipt_alg: Literal["ed25519"] = "ed25519"
 
 
 class HealthResponse(Marked):
@@ -143,13 +148,36 @@ def receipt_message(record_id: str, content_hash: str, received_at: str) -> byte
     return f"{record_id}|{content_hash}|{received_at}".encode()
 
 
+# A kit's stored receipt key says how receipts are checked: ``ed25519:`` and the server's
+# public key, or (kits enrolled before signatures were asymmetric) a bare HMAC secret.
+ED25519_PREFIX = b"ed25519:"
+
+
+def ed25519_receipt_key(public_key: bytes) -> bytes:
+    """The receipt key a kit keeps for a server whose receipts are Ed25519-signed."""
+    return ED25519_PREFIX + public_key
+
+
 def sign_receipt(key: bytes, record_id: str, content_hash: str, received_at: str) -> Receipt:
+    """An HMAC receipt (kits enrolled before Ed25519); see ``sign_receipt_ed25519``."""
     mac = hmac.new(key, receipt_message(record_id, content_hash, received_at), hashlib.sha256)
     return Receipt(
         record_id=record_id,
         content_hash=content_hash,
         received_at=received_at,
         signature=mac.hexdigest(),
+    )
+
+
+def sign_receipt_ed25519(
+    private_key: Ed25519PrivateKey, record_id: str, content_hash: str, received_at: str
+) -> Receipt:
+    signature = private_key.sign(receipt_message(record_id, content_hash, received_at))
+    return Receipt(
+        record_id=record_id,
+        content_hash=content_hash,
+        received_at=received_at,
+        signature=signature.hex(),
     )
 
 
@@ -160,16 +188,24 @@ def verify_receipt(
     record_id: str | None = None,
     content_hash: str | None = None,
 ) -> bool:
-    """True when the server signed this receipt with ``key`` (and, if given, for this record)."""
+    """True when the server signed this receipt for ``key`` (and, if given, for this record).
+
+    ``key`` is what the kit keeps: ``ed25519:`` and the server's public key, or an HMAC
+    secret. An Ed25519 key never accepts an HMAC receipt (its public key is no secret).
+    """
     if record_id is not None and receipt.record_id != record_id:
         return False
     if content_hash is not None and receipt.content_hash != content_hash:
         return False
-    expected = hmac.new(
-        key,
-        receipt_message(receipt.record_id, receipt.content_hash, receipt.received_at),
-        hashlib.sha256,
-    ).hexdigest()
+    message = receipt_message(receipt.record_id, receipt.content_hash, receipt.received_at)
+    if key.startswith(ED25519_PREFIX):
+        try:
+            public = Ed25519PublicKey.from_public_bytes(key[len(ED25519_PREFIX) :])
+            public.verify(bytes.fromhex(receipt.signature), message)
+        except (InvalidSignature, ValueError):
+            return False
+        return True
+    expected = hmac.new(key, message, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, receipt.signature)
 
 

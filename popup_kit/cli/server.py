@@ -170,8 +170,15 @@ def _run(args: argparse.Namespace) -> int:
     workers = args.workers or settings.workers
     if workers > 1 and not settings.database_url.startswith("postgresql"):
         raise CommandError("--workers above 1 needs PostgreSQL (set database_url in server.toml)")
-    # Migrate once here, so that workers start on an up-to-date schema.
+    # Migrate and make the receipt key once here, so that workers start on both.
     _open(args, create=True).close()
+    from sync.server import keys
+    from sync.server.settings import ConfigError, key_path
+
+    try:
+        keys.load_or_create(key_path(settings))
+    except (ConfigError, OSError, ValueError) as exc:
+        raise CommandError(f"server receipt key: {exc}") from exc
     # Each worker builds its app from the same file.
     os.environ[CONFIG_ENV] = str(config_path(getattr(args, "config", None), os.environ).resolve())
     uvicorn.run(
@@ -318,7 +325,7 @@ def _kit_enroll(args: argparse.Namespace) -> int:
         server_url=base,
         kit_id=answer.kit_id,
         credential=answer.credential,
-        receipt_key=base64.b64decode(answer.receipt_key),
+        receipt_key=p.ed25519_receipt_key(base64.b64decode(answer.receipt_key)),
     )
     path = credentials.save(config.data_dir)
     if args.json:

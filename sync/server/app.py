@@ -12,13 +12,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from sync import protocol as p
-from sync.server import errors
+from sync.server import errors, keys
 from sync.server.codes import CodeRules, default_rules
+from sync.server.headers import SecurityHeaders
 from sync.server.limits import MAX_BODY_BYTES, BodyLimit, TokenBuckets
 from sync.server.routers import api, attendee, docs
-from sync.server.settings import ServerSettings, load_settings
+from sync.server.settings import ServerSettings, key_path, load_settings
 from sync.server.store import Clock, ServerStore
 
 __all__ = ["MAX_BODY_BYTES", "TokenBuckets", "build_app", "create_app", "from_environment"]
@@ -33,8 +35,12 @@ def build_app(
 ) -> FastAPI:
     """The server as ``settings`` describe it; ``clock``, ``rate_clock`` and ``code_rules``
     replace the real ones (tests)."""
+    receipt_key = keys.load_or_create(key_path(settings))
     store = ServerStore(
-        settings.database_url, clock=clock, token_hours=settings.enrolment_token_hours
+        settings.database_url,
+        clock=clock,
+        token_hours=settings.enrolment_token_hours,
+        receipt_key=receipt_key,
     )
 
     @asynccontextmanager
@@ -72,6 +78,11 @@ def build_app(
     if settings.docs:
         app.include_router(docs.router)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    app.add_middleware(SecurityHeaders, hsts=settings.public_url.startswith("https://"))
+    if settings.trusted_proxies:
+        # Outermost: the client address is settled before anything else reads it. Only
+        # the configured proxies' X-Forwarded-For/-Proto are believed.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     return app
 
 
@@ -88,6 +99,10 @@ def create_app(
     rate_clock: Callable[[], float] = time.monotonic,
     emergency_number: str = "999",
     code_rules: CodeRules | None = None,
+    trusted_proxies: list[str] | None = None,
+    public_url: str = "",
+    docs: bool = True,
+    key_file: str = "",
 ) -> FastAPI:
     """The server on the database at ``db_url`` (SQLite file URL or PostgreSQL URL).
 
@@ -95,6 +110,10 @@ def create_app(
     """
     settings = ServerSettings(
         database_url=db_url,
+        trusted_proxies=trusted_proxies or [],
+        public_url=public_url,
+        docs=docs,
+        key_file=key_file,
         emergency_number=emergency_number,
         landing_rate_count=landing_rate[0],
         landing_rate_period=landing_rate[1],

@@ -1,125 +1,27 @@
-"""The server's database: engine set-up and numbered, dialect-aware migrations.
+"""The server's database: engine set-up and its Alembic migrations.
 
-SQLite (a file URL) by default, PostgreSQL when the URL says so. Migrations are applied
-at startup, each in its own transaction, and recorded in the ``schema_version`` table.
+SQLite (a file URL) by default, PostgreSQL when the URL says so. ``migrate`` applies the
+revisions under ``sync/server/migrations`` in one transaction (``server migrate``, and
+every start of the server).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, inspect, text
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.script.revision import RevisionError
+from alembic.util.exc import CommandError as AlembicError
+from sqlalchemy import Connection, Engine, create_engine, inspect, text
 
 from sync.sqlite import CONNECT_ARGS, tune_sqlite
 
-Dialect = str
-
-
-@dataclass(frozen=True)
-class Migration:
-    version: int
-    name: str
-    statements: Callable[[Dialect], list[str]]
-
-
-def _serial(dialect: Dialect) -> str:
-    if dialect == "postgresql":
-        return "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
-    return "INTEGER PRIMARY KEY AUTOINCREMENT"
-
-
-def _m1(dialect: Dialect) -> list[str]:
-    return [
-        """CREATE TABLE kit (
-            kit_id TEXT PRIMARY KEY,
-            created_at TEXT NOT NULL,
-            enrolled_at TEXT,
-            credential_hash TEXT,
-            receipt_key TEXT,
-            slip_key TEXT,
-            revoked_at TEXT,
-            revoked_reason TEXT
-        )""",
-        """CREATE TABLE enrollment_token (
-            token_hash TEXT PRIMARY KEY,
-            kit_id TEXT NOT NULL REFERENCES kit(kit_id),
-            created_at TEXT NOT NULL,
-            used_at TEXT
-        )""",
-        """CREATE TABLE record (
-            record_id TEXT PRIMARY KEY,
-            kit_id TEXT NOT NULL REFERENCES kit(kit_id),
-            record_type TEXT NOT NULL,
-            schema_version INTEGER NOT NULL,
-            content_hash TEXT NOT NULL,
-            created_at TEXT NOT NULL,
-            received_at TEXT NOT NULL,
-            signature TEXT NOT NULL,
-            visit_id TEXT,
-            visit_version INTEGER,
-            referral_code TEXT,
-            payload TEXT NOT NULL,
-            body TEXT NOT NULL,
-            scrubbed_at TEXT
-        )""",
-        "CREATE INDEX record_visit ON record(visit_id)",
-        "CREATE INDEX record_code ON record(referral_code)",
-        "CREATE INDEX record_received ON record(received_at)",
-        f"""CREATE TABLE conflict (
-            id {_serial(dialect)},
-            record_id TEXT NOT NULL,
-            kit_id TEXT NOT NULL,
-            stored_hash TEXT NOT NULL,
-            incoming_hash TEXT NOT NULL,
-            received_at TEXT NOT NULL,
-            UNIQUE (record_id, incoming_hash)
-        )""",
-        """CREATE TABLE withdrawal (
-            visit_id TEXT PRIMARY KEY,
-            kit_id TEXT NOT NULL,
-            record_id TEXT NOT NULL,
-            withdrawn_at TEXT NOT NULL
-        )""",
-    ]
-
-
-def _m2(_dialect: Dialect) -> list[str]:
-    # Tokens from before expiry existed have no expires_at and so no longer work.
-    return [
-        "ALTER TABLE enrollment_token ADD COLUMN expires_at TEXT",
-        "ALTER TABLE enrollment_token ADD COLUMN rekey INTEGER NOT NULL DEFAULT 0",
-    ]
-
-
-def _m3(dialect: Dialect) -> list[str]:
-    # A withdrawal belongs to the kit that sent it: two kits may name the same visit id.
-    if dialect == "postgresql":
-        return [
-            "ALTER TABLE withdrawal DROP CONSTRAINT withdrawal_pkey",
-            "ALTER TABLE withdrawal ADD PRIMARY KEY (kit_id, visit_id)",
-        ]
-    return [
-        """CREATE TABLE withdrawal_by_kit (
-            visit_id TEXT NOT NULL,
-            kit_id TEXT NOT NULL,
-            record_id TEXT NOT NULL,
-            withdrawn_at TEXT NOT NULL,
-            PRIMARY KEY (kit_id, visit_id)
-        )""",
-        "INSERT INTO withdrawal_by_kit SELECT visit_id, kit_id, record_id, withdrawn_at "
-        "FROM withdrawal",
-        "DROP TABLE withdrawal",
-        "ALTER TABLE withdrawal_by_kit RENAME TO withdrawal",
-    ]
-
-
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "initial", _m1),
-    Migration(2, "enrolment token expiry and re-key", _m2),
-    Migration(3, "withdrawals per kit", _m3),
-)
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+# Before Alembic the schema was numbered in a ``schema_version`` table.
+_LEGACY = {1: "0001"}
 
 
 def normalize_url(db: str) -> str:
@@ -127,6 +29,17 @@ def normalize_url(db: str) -> str:
     if "://" in db:
         return db
     return f"sqlite:///{Path(db).expanduser().resolve()}"
+
+
+def sqlite_path(db_url: str) -> Path | None:
+    """The file of a SQLite URL (None for PostgreSQL or an in-memory database)."""
+    url = normalize_url(db_url)
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split(":///", 1)[-1]
+    if not path or path == ":memory:":
+        return None
+    return Path(path)
 
 
 def make_engine(db_url: str) -> Engine:
@@ -138,47 +51,58 @@ def make_engine(db_url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
+def _alembic(conn: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = conn
+    return config
+
+
 def migrate(engine: Engine) -> int:
-    """Apply the migrations this database lacks; returns its schema version."""
+    """Bring this database to the newest schema (Alembic); returns its schema number."""
     dialect = engine.dialect.name
+    scripts = ScriptDirectory(str(MIGRATIONS_DIR))
     with engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
         if dialect == "postgresql":
             # Two servers starting at once: one migrates, the other waits.
             conn.execute(text("SELECT pg_advisory_xact_lock(84700001)"))
-        conn.execute(
-            text(
-                "CREATE TABLE IF NOT EXISTS schema_version ("
-                "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
-            )
+        current = MigrationContext.configure(conn).get_current_revision()
+        if current is None:
+            current = _adopt_legacy(conn)
+        if current is not None:
+            try:
+                scripts.get_revision(current)
+            except (RevisionError, AlembicError) as exc:
+                raise RuntimeError(
+                    f"database schema {current} is newer than this server knows "
+                    f"({scripts.get_current_head()}); upgrade popup-kit"
+                ) from exc
+        command.upgrade(_alembic(conn), "head")
+    return int(scripts.get_current_head() or 0)
+
+
+def _adopt_legacy(conn: Connection) -> str | None:
+    """Stamp a database made by the numbered migrations with its Alembic revision."""
+    if not inspect(conn).has_table("schema_version"):
+        return None
+    version = conn.scalar(text("SELECT MAX(version) FROM schema_version"))
+    if version is None:
+        return None
+    revision = _LEGACY.get(int(version))
+    if revision is None:
+        raise RuntimeError(
+            f"database schema version {version} is newer than this server knows; upgrade popup-kit"
         )
-        applied = {int(v) for v in conn.scalars(text("SELECT version FROM schema_version"))}
-        known = max(m.version for m in MIGRATIONS)
-        if applied and max(applied) > known:
-            raise RuntimeError(
-                f"database schema version {max(applied)} is newer than this server knows "
-                f"({known}); upgrade popup-kit"
-            )
-        for migration in MIGRATIONS:
-            if migration.version in applied:
-                continue
-            for statement in migration.statements(dialect):
-                conn.execute(text(statement))
-            conn.execute(
-                text(
-                    "INSERT INTO schema_version (version, name, applied_at) "
-                    "VALUES (:v, :n, CURRENT_TIMESTAMP)"
-                ),
-                {"v": migration.version, "n": migration.name},
-            )
-        return max(applied | {m.version for m in MIGRATIONS})
+    command.stamp(_alembic(conn), revision)
+    return revision
 
 
 def database_exists(db_url: str) -> bool:
     """True when ``db_url`` names a database that already holds the server's tables."""
     url = normalize_url(db_url)
     if url.startswith("sqlite"):
-        path = url.split(":///", 1)[-1]
-        if not path or path == ":memory:" or not Path(path).exists():
+        path = sqlite_path(url)
+        if path is None or not path.exists():
             return False
     engine = make_engine(url)
     try:

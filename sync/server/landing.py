@@ -26,7 +26,7 @@ def _ces(language: str) -> tuple[str, list[str]]:
     return ces_warning(language)
 
 
-_STYLE = """
+STYLE = """
 *{box-sizing:border-box}
 body{margin:0;font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;
 font-size:20px;line-height:1.45;color:#111;background:#fff}
@@ -50,7 +50,7 @@ def _page(title: str, content: str, *, language: str = "en", status: int = 200) 
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<meta name="robots" content="noindex, nofollow">'
         '<meta name="referrer" content="no-referrer">'
-        f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head>"
         f"<body><main>{content}</main></body></html>"
     )
     return Page(status=status, html=html)

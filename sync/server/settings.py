@@ -33,6 +33,11 @@ class ServerSettings(BaseModel):
     database_url: str = Field(
         description="SQLAlchemy URL (postgresql+psycopg://...) or SQLite file path"
     )
+    key_file: str = Field(
+        default="",
+        description="the server's Ed25519 receipt key (made on first start, 0600); default "
+        "server-key.pem beside a SQLite database, required with PostgreSQL",
+    )
     public_url: str = Field(default="", description="the address kits and slips use")
     host: str = Field(default="127.0.0.1", description="address to listen on")
     port: int = Field(default=8470, ge=1, le=65535, description="port to listen on")
@@ -40,7 +45,7 @@ class ServerSettings(BaseModel):
     trusted_proxies: list[str] = Field(
         default_factory=list, description="reverse proxies whose X-Forwarded-For is believed"
     )
-    docs: bool = Field(default=True, description="serve /docs and /openapi.json")
+    docs: bool = Field(default=False, description="serve the API description /openapi.json")
     emergency_number: str = Field(default="999", description="shown on urgent referral pages")
     landing_rate_count: int = Field(default=20, ge=1, description="referral look-ups per client")
     landing_rate_period: float = Field(default=60.0, gt=0, description="... per this many seconds")
@@ -87,8 +92,9 @@ def load_settings(
     for variable, key in ENV_OVERRIDES.items():
         if env.get(variable):
             data[key] = env[variable]
-    if "database_url" in data and isinstance(data["database_url"], str):
-        data["database_url"] = _relative_to(path.parent, data["database_url"])
+    for key in ("database_url", "key_file"):
+        if isinstance(data.get(key), str) and data[key]:
+            data[key] = _relative_to(path.parent, data[key])
     return settings_from(data, source=str(path))
 
 
@@ -118,3 +124,15 @@ def _relative_to(folder: Path, db: str) -> str:
         return db
     path = Path(db).expanduser()
     return str(path if path.is_absolute() else (folder / path).resolve())
+
+
+def key_path(settings: ServerSettings) -> Path:
+    """Where the receipt key lives: ``key_file``, else beside a SQLite database."""
+    if settings.key_file:
+        return Path(settings.key_file).expanduser()
+    url = settings.database_url
+    if "://" not in url:
+        return Path(url).expanduser().resolve().parent / "server-key.pem"
+    if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///")).parent / "server-key.pem"
+    raise ConfigError("set key_file in server.toml: with PostgreSQL it has no default folder")

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import re
 import secrets
 import threading
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
@@ -32,9 +34,11 @@ from sync.protocol import (
     RecordResult,
     SchemaVersionError,
     sign_receipt,
+    sign_receipt_ed25519,
     upgrade_body,
 )
-from sync.server.db import make_engine, migrate
+from sync.server.db import make_engine, migrate, sqlite_path
+from sync.server.keys import private_file, private_folder, public_bytes
 
 Clock = Callable[[], datetime]
 
@@ -153,8 +157,22 @@ def scrub_body(body: dict[str, Any]) -> dict[str, Any]:
 
 class ServerStore:
     def __init__(
-        self, db_url: str, *, clock: Clock | None = None, token_hours: float = 24.0
+        self,
+        db_url: str,
+        *,
+        clock: Clock | None = None,
+        token_hours: float = 24.0,
+        receipt_key: Ed25519PrivateKey | None = None,
     ) -> None:
+        # Without a key file (commands that sign nothing, tests) a key for this process.
+        self.receipt_key = receipt_key or Ed25519PrivateKey.generate()
+        sqlite_file = sqlite_path(db_url)
+        if sqlite_file is not None:
+            # Created owner-only, in an owner-only folder; SQLite gives -wal and -shm the
+            # database file's mode.
+            private_folder(sqlite_file.parent)
+            os.close(os.open(sqlite_file, os.O_RDWR | os.O_CREAT, 0o600))
+            private_file(sqlite_file)
         self.engine: Engine = make_engine(db_url)
         self.clock: Clock = clock or utc_now
         self.token_lifetime = timedelta(hours=token_hours)
@@ -214,7 +232,6 @@ class ServerStore:
         token."""
         now = iso(self.clock())
         credential = secrets.token_urlsafe(32)
-        receipt_key = secrets.token_bytes(32)
         with self._write() as conn, conn.begin():
             # The UPDATE claims the token atomically: a second use matches no row.
             claimed = conn.execute(
@@ -253,23 +270,21 @@ class ServerStore:
                     f"(popup-kit server revoke {kit_id}) or make a re-key token "
                     f"(popup-kit server enroll {kit_id} --rekey)",
                 )
-            if row[2] and not revoked:
-                # A re-key keeps the receipt key: receipts already given stay verifiable.
-                receipt_key = base64.b64decode(row[2])
+            # Receipts are signed with the server's Ed25519 key from now on: no per-kit
+            # receipt secret is kept (receipt_key stays only for kits enrolled before).
             conn.execute(
                 text(
-                    "UPDATE kit SET enrolled_at = :t, credential_hash = :c, receipt_key = :r, "
+                    "UPDATE kit SET enrolled_at = :t, credential_hash = :c, receipt_key = NULL, "
                     "slip_key = :s, revoked_at = NULL, revoked_reason = NULL WHERE kit_id = :k"
                 ),
                 {
                     "t": now,
                     "c": _digest(credential),
-                    "r": base64.b64encode(receipt_key).decode(),
                     "s": base64.b64encode(slip_key).decode(),
                     "k": kit_id,
                 },
             )
-        return credential, receipt_key
+        return credential, public_bytes(self.receipt_key)
 
     def revoke(self, kit_id: str, reason: str) -> bool:
         """Refuse the kit from now on; tokens made before the revocation die with it."""
@@ -415,7 +430,10 @@ class ServerStore:
         if rid in held:
             return self._existing(conn, kit, prep.env, prep.computed)
         received_at = iso(self.clock())
-        receipt = sign_receipt(kit.receipt_key, rid, prep.computed, received_at)
+        if kit.receipt_key:
+            receipt = sign_receipt(kit.receipt_key, rid, prep.computed, received_at)
+        else:
+            receipt = sign_receipt_ed25519(self.receipt_key, rid, prep.computed, received_at)
         visit_id = prep.visit_id
         params = {
             **prep.params,

@@ -7,12 +7,14 @@ import hashlib
 import hmac
 import secrets
 import socket
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -63,13 +65,19 @@ def run_server(db_url: str, *, port: int = 0, **options: Any) -> Iterator[LiveSe
     """Start the server in a thread on a loopback port (a free one unless ``port`` is
     given, as for a restart at the same address); stop it on exit."""
     options.setdefault("clock", TickingClock())
+    if not db_url.startswith("sqlite"):
+        # One key per database, kept across restarts like a deployed server's.
+        name = hashlib.sha256(db_url.encode()).hexdigest()[:16]
+        options.setdefault("key_file", str(Path(tempfile.gettempdir()) / "popup-kit-keys" / name))
     app = create_app(db_url, **options)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     sock.listen(128)  # connections queue here until the server starts accepting
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", lifespan="on", proxy_headers=False)
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
@@ -108,7 +116,7 @@ def enroll_kit(
         server_url=server.url,
         kit_id=kit_id,
         credential=answer.credential,
-        receipt_key=base64.b64decode(answer.receipt_key),
+        receipt_key=p.ed25519_receipt_key(base64.b64decode(answer.receipt_key)),
     )
     return EnrolledKit(kit_id, credentials, slip_key)
 

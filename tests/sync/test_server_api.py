@@ -13,7 +13,6 @@ import requests
 from popup_kit.cli import main
 from sync import protocol as p
 from sync.server import ServerStore
-from sync.server.db import MIGRATIONS
 from tests.sync.live_server import (
     LiveServer,
     consent_record,
@@ -202,16 +201,49 @@ def test_cli_enroll_revoke_records(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "2 records" in capsys.readouterr().out
 
 
-def test_migrations_are_idempotent_and_refuse_a_newer_database(sqlite_url: str) -> None:
-    store = ServerStore(sqlite_url)
-    assert store.schema_version == MIGRATIONS[-1].version
+def test_migrations_are_idempotent_and_refuse_a_newer_database(db_url: str) -> None:
+    store = ServerStore(db_url)
+    assert store.schema_version == 3
     store.close()
-    store = ServerStore(sqlite_url)
+    store = ServerStore(db_url)
+    assert store.schema_version == 3
     with store.engine.begin() as conn:
-        conn.exec_driver_sql("INSERT INTO schema_version VALUES (99, 'future', 'now')")
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0099'")
     store.close()
     with pytest.raises(RuntimeError, match="newer than this server knows"):
-        ServerStore(sqlite_url)
+        ServerStore(db_url)
+
+
+def test_a_database_from_the_numbered_migrations_is_adopted(sqlite_url: str) -> None:
+    import sqlite3
+
+    path = sqlite_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:
+        conn.executescript(
+            "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT, applied_at TEXT);"
+            "INSERT INTO schema_version VALUES (1, 'initial', 'then');"
+            "CREATE TABLE kit (kit_id TEXT PRIMARY KEY, created_at TEXT NOT NULL,"
+            " enrolled_at TEXT, credential_hash TEXT, receipt_key TEXT, slip_key TEXT,"
+            " revoked_at TEXT, revoked_reason TEXT);"
+            "CREATE TABLE enrollment_token (token_hash TEXT PRIMARY KEY, kit_id TEXT NOT NULL,"
+            " created_at TEXT NOT NULL, used_at TEXT);"
+            "CREATE TABLE withdrawal (visit_id TEXT PRIMARY KEY, kit_id TEXT NOT NULL,"
+            " record_id TEXT NOT NULL, withdrawn_at TEXT NOT NULL);"
+            "INSERT INTO withdrawal VALUES ('v-1', 'kit-old', 'r-1', 'then');"
+            "INSERT INTO kit (kit_id, created_at) VALUES ('kit-old', 'then');"
+        )
+    store = ServerStore(sqlite_url)
+    try:
+        assert store.schema_version == 3
+        with store.engine.connect() as conn:  # the withdrawal kept, now keyed by kit
+            assert conn.exec_driver_sql("SELECT kit_id, visit_id FROM withdrawal").all() == [
+                ("kit-old", "v-1")
+            ]
+        token = store.create_enrollment("kit-old")  # the new columns are there
+        assert store.enroll(token, "kit-old", b"k" * 32)[0]
+    finally:
+        store.close()
 
 
 def test_withdrawal_as_a_consent_event(server: LiveServer) -> None:

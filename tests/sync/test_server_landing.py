@@ -81,9 +81,11 @@ def test_signed_code_before_and_after_sync(landing_server: LiveServer) -> None:
     assert instruction in text and all(step in text for step in steps)
     for private in ("Maria", "900123", "47", "RO1", "Ana", visit["body"]["visit_id"]):
         assert private not in text
-    # Typed by hand without a signature (read out over the phone): the same page.
+    # Typed by hand without the signature: the code alone is on the slip in large type,
+    # so it gets only the generic page, with neither the level nor its advice.
     typed = requests.get(f"{landing_server.url}/r/{code.lower()}", timeout=10)
-    assert typed.status_code == 200 and _text(typed) == text
+    assert typed.status_code == 404
+    assert instruction not in _text(typed) and "urgent" not in _text(typed).lower()
 
 
 def test_levels_get_their_own_advice(landing_server: LiveServer) -> None:

@@ -36,11 +36,11 @@ def enroll(request: p.EnrollRequest, store: Store) -> p.EnrollResponse:
         raise AuthError(422, "invalid_request", "slip_key must be base64") from exc
     if len(slip_key) < 16:
         raise AuthError(422, "invalid_request", "slip_key must be at least 16 bytes")
-    credential, receipt_key = store.enroll(request.token, request.kit_id, slip_key)
+    credential, public_key = store.enroll(request.token, request.kit_id, slip_key)
     return p.EnrollResponse(
         kit_id=request.kit_id,
         credential=credential,
-        receipt_key=base64.b64encode(receipt_key).decode("ascii"),
+        receipt_key=base64.b64encode(public_key).decode("ascii"),
     )
 
 

@@ -36,11 +36,7 @@ def referral(
         page = landing.too_many()
         return HTMLResponse(page.html, page.status, headers={"Retry-After": "60"})
     page = _landing(store, rules, code, s, lang, settings.emergency_number)
-    return HTMLResponse(
-        page.html,
-        page.status,
-        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
-    )
+    return HTMLResponse(page.html, page.status)
 
 
 def _landing(
@@ -52,32 +48,25 @@ def _landing(
     emergency_number: str,
 ) -> landing.Page:
     code = check_code(rules, raw_code)
-    if code is None:
+    # Without a valid signature, only the generic page: the code alone is printed large on
+    # the slip and says nothing of its outcome, nor whether the server knows it.
+    if code is None or sig is None:
         return landing.not_found()
-    kits = {k.kit_id: k for k in store.kits()}
+    # The slip belongs to the kit whose key signed it; only that kit's records count.
     holders = store.kits_with_code(code)
-    if sig is not None:
-        # The slip belongs to the kit whose key signed it; only that kit's records count.
-        owners = [
-            k.kit_id
-            for k in kits.values()
-            if k.slip_key
-            and (k.revoked_reason is None or k.kit_id in holders)
-            and signature_valid(rules, code, sig, k.slip_key)
-        ]
-        if not owners:
-            return landing.not_found()
-        owner = owners[0]
-    elif len(holders) == 1:
-        owner = holders[0]
-    else:
+    owners = [
+        k.kit_id
+        for k in store.kits()
+        if k.slip_key
+        and (k.revoked_reason is None or k.kit_id in holders)
+        and signature_valid(rules, code, sig, k.slip_key)
+    ]
+    if not owners:
         return landing.not_found()
-    found = store.referral(code, owner)
+    found = store.referral(code, owners[0])
     if found is not None:
         language = found.language
         if found.void or found.withdrawn or not found.shared or found.level is None:
             return landing.not_shared(code, language)
         return landing.next_steps(code, found.level, language, emergency_number)
-    if sig is None:
-        return landing.not_found()
     return landing.pending(code, lang if lang in ("en", "es") else "en")

@@ -1,12 +1,14 @@
-"""The API description (/openapi.json) and its browsable page (/docs), when enabled."""
+"""The API description at /openapi.json, when enabled (``docs`` in server.toml).
+
+No browsable page: FastAPI's would load its scripts from a third-party CDN.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 
 router = APIRouter(include_in_schema=False)
 
@@ -15,8 +17,3 @@ router = APIRouter(include_in_schema=False)
 def openapi(request: Request) -> JSONResponse:
     schema: dict[str, Any] = request.app.openapi()
     return JSONResponse(schema)
-
-
-@router.get("/docs")
-def docs(request: Request) -> HTMLResponse:
-    return get_swagger_ui_html(openapi_url="/openapi.json", title=request.app.title)

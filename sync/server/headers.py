@@ -1,0 +1,57 @@
+"""Security headers on every response, and no-store on every attendee page.
+
+The attendee pages carry no script; their one inline style is allowed by its hash, so the
+CSP needs no 'unsafe-inline'. Nothing is loaded from another origin.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sync.server import landing
+
+ATTENDEE_PREFIX = "/r/"
+
+
+def _style_source() -> str:
+    digest = hashlib.sha256(landing.STYLE.encode()).digest()
+    return f"'sha256-{base64.b64encode(digest).decode()}'"
+
+
+def csp() -> str:
+    return (
+        f"default-src 'none'; style-src {_style_source()}; img-src 'self'; "
+        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+
+
+class SecurityHeaders:
+    def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
+        self.app = app
+        self.hsts = hsts
+        self.csp = csp()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        attendee = str(scope.get("path", "")).startswith(ATTENDEE_PREFIX)
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["Content-Security-Policy"] = self.csp
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["X-Frame-Options"] = "DENY"
+                headers["Referrer-Policy"] = "no-referrer"
+                if self.hsts:
+                    headers["Strict-Transport-Security"] = "max-age=31536000"
+                if attendee:
+                    headers["Cache-Control"] = "no-store"
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
