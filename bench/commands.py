@@ -37,13 +37,17 @@ COMMANDS: list[tuple[list[str], float | None]] = [
     (["summary"], None),
 ]
 SEED_REAL = 300
+# The store is encrypted; the commands derive its key (Argon2id at the kit's strength).
+PASSPHRASE = "bench passphrase, not a secret"
 
 
 def seed(data_dir: Path, visits: int) -> None:
     """Fill ``data_dir``'s store with ``visits`` visits spread over past days."""
     env_before = dict(os.environ)
     os.environ["POPUP_KIT_DATA_DIR"] = str(data_dir)
+    os.environ["POPUP_KIT_PASSPHRASE"] = PASSPHRASE
     os.environ.pop("POPUP_KIT_CONFIG", None)
+    os.environ.pop("POPUP_KIT_TEST_CHEAP_KDF", None)
     import sync.sqlite
 
     # Seeding only: the measured commands open the store with the kit's own settings.
@@ -117,8 +121,9 @@ def seed(data_dir: Path, visits: int) -> None:
 
 def time_command(args: list[str], data_dir: Path, runs: int, answers: Path) -> list[float]:
     args = [a.format(answers=answers) for a in args]
-    env = dict(os.environ, POPUP_KIT_DATA_DIR=str(data_dir))
+    env = dict(os.environ, POPUP_KIT_DATA_DIR=str(data_dir), POPUP_KIT_PASSPHRASE=PASSPHRASE)
     env.pop("POPUP_KIT_CONFIG", None)
+    env.pop("POPUP_KIT_TEST_CHEAP_KDF", None)
     exe = str(Path(sys.executable).with_name("popup-kit"))
     times = []
     for _ in range(runs + 1):
