@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -43,6 +44,15 @@ class BackendReady(Message):
     def __init__(self, backend: Backend) -> None:
         super().__init__()
         self.backend = backend
+
+
+class StoreLocked(Message):
+    """The store needs the booth passphrase (or a first one)."""
+
+    def __init__(self, first_run: bool, error: str) -> None:
+        super().__init__()
+        self.first_run = first_run
+        self.error = error
 
 
 class BackendFailed(Message):
@@ -88,6 +98,8 @@ class BoothApp(App[None]):
         self.last_sync: SyncEnded | None = None
         self._sync_stop = threading.Event()
         self._sync_wake = threading.Event()
+        self.locked = False
+        self._last_input = time.monotonic()
 
     # start-up -------------------------------------------------------------------------
 
@@ -96,22 +108,83 @@ class BoothApp(App[None]):
 
         self.push_screen(StartScreen())
         self.call_after_refresh(self._open_backend)
+        if self.config.idle_lock_minutes > 0:
+            self.set_interval(15, self._lock_if_idle)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="backend")
     def _open_backend(self) -> None:
         try:
+            from popup_kit.store.keys import PassphraseNeeded, WrongPassphrase, store_state
             from popup_kit.ui.backend import Backend
 
             backend = Backend.open(self.config, self.clock)
+        except (PassphraseNeeded, WrongPassphrase) as exc:
+            first = store_state(self.config.db_path) != "encrypted"
+            self.post_message(StoreLocked(first, "" if first else str(exc)))
         except Exception as exc:  # any failure is shown, never crashes the booth
             self.post_message(BackendFailed(f"{type(exc).__name__}: {exc}"))
         else:
             self.post_message(BackendReady(backend))
 
+    def on_store_locked(self, message: StoreLocked) -> None:
+        from popup_kit.ui.screens.unlock import PassphraseScreen
+
+        wrong = "Wrong passphrase: try again." if "wrong" in message.error else ""
+
+        def typed(passphrase: str | None) -> None:
+            from popup_kit.store.keys import remember_passphrase
+
+            remember_passphrase(passphrase)
+            self._open_backend()
+
+        self.push_screen(PassphraseScreen(first_run=message.first_run, error=wrong), typed)
+
     def on_backend_ready(self, message: BackendReady) -> None:
         self.backend = message.backend
         self.ready.set()
         self.start_background_sync()
+        store = self.backend.service.store
+        if store.recovery_key:
+            from popup_kit.ui.screens.unlock import RecoveryKeyScreen
+
+            self.push_screen(RecoveryKeyScreen(store.recovery_key, upgraded=store.encrypted_plain))
+
+    # idle lock ------------------------------------------------------------------------
+
+    async def on_event(self, event: Any) -> None:
+        from textual import events
+
+        if isinstance(event, (events.Key, events.MouseDown)):
+            self._last_input = time.monotonic()
+        await super().on_event(event)
+
+    def _lock_if_idle(self) -> None:
+        idle = time.monotonic() - self._last_input
+        if self.locked or self.backend is None or idle < self.config.idle_lock_minutes * 60:
+            return
+        self.lock()
+
+    def lock(self) -> None:
+        """Cover every screen until the booth passphrase is typed again."""
+        from popup_kit.ui.screens.unlock import LockScreen
+
+        def unlocked(_: None) -> None:
+            self.locked = False
+            self._last_input = time.monotonic()
+
+        self.locked = True
+        self.push_screen(LockScreen(self.config.db_path), unlocked)
+
+    def action_change_passphrase(self) -> None:
+        if self.backend is None or self.locked:
+            return
+        from popup_kit.ui.screens.unlock import ChangePassphraseScreen
+
+        def changed(done: bool | None) -> None:
+            if done:
+                self.notify("Booth passphrase changed.")
+
+        self.push_screen(ChangePassphraseScreen(self.config.db_path), changed)
 
     def on_unmount(self) -> None:
         self._sync_stop.set()
@@ -287,6 +360,12 @@ class BoothApp(App[None]):
         )
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        if self.locked:  # nothing behind the lock is reachable
+            yield SystemCommand("Quit", "Close popup-kit", self.action_quit)
+            return
+        yield SystemCommand(
+            "Change passphrase", "The booth passphrase (coordinator)", self.action_change_passphrase
+        )
         yield SystemCommand("New visit", "Start a new visit", self.action_new_visit)
         yield SystemCommand("Visit list", "Find, correct or void a visit", self.action_visit_list)
         yield SystemCommand("Home", "Today's counts and unsent records", self.action_home)
