@@ -21,7 +21,7 @@ from popup_kit.ui.screens.outcome import (
     StoppedScreen,
 )
 from popup_kit.ui.screens.resume import ResumeScreen
-from popup_kit.ui.screens.visit import VisitScreen
+from popup_kit.ui.screens.visit import GRACE_SECONDS, VisitScreen
 from popup_kit.ui.widgets import ChoiceButton
 from tests.ui.conftest import fixed_clock
 from tests.ui.driver import SELF_CARE, answer_until_done, begin_visit, plan_for, start_day
@@ -255,7 +255,7 @@ async def test_back_shows_previous_answer_and_changes_it(make_app: Callable[[], 
         number = app.screen.query_one("#number")
         assert number.value == "40"  # type: ignore[attr-defined]
         await pilot.press("backspace", "backspace", "6", "2")
-        await pilot.pause()
+        await pilot.pause(GRACE_SECONDS + 0.1)
         assert dict((q.id, v) for q, v in app.visit.flow.answered())["age_years"] == 62
 
 
@@ -291,7 +291,7 @@ async def test_click_on_a_choice_answers_it(make_app: Callable[[], BoothApp]) ->
         await start_day(pilot, app)
         await begin_visit(pilot)
         await pilot.press("4", "0")
-        await pilot.pause()
+        await pilot.pause(GRACE_SECONDS + 0.1)
         assert app.visit is not None
         yes = next(b for b in app.screen.query(ChoiceButton) if b.key == "y")
         assert await pilot.click(yes)
@@ -327,7 +327,7 @@ async def test_failed_draft_save_keeps_the_answer_and_says_so(
         await start_day(pilot, app)
         await begin_visit(pilot)
         await pilot.press("4", "0")
-        await pilot.pause()
+        await pilot.pause(GRACE_SECONDS + 0.1)
         assert app.visit is not None
         assert [(q.id, v) for q, v in app.visit.flow.answered()] == [("age_years", 40)]
         assert any("disk full" in str(n.message) for n in app._notifications)
