@@ -172,11 +172,11 @@ async def test_under_age_stores_only_a_tally(
         await begin_visit(pilot)
         await answer_until_done(pilot, app, {**SELF_CARE, "age_years": 15})
         assert isinstance(app.screen, StoppedScreen)
-        assert app.visit is None
         await pilot.press("enter")
         await pilot.pause()
         assert isinstance(app.screen, HomeScreen)
         assert re.search(r"Ineligible\s+1\b", text_of(app, "#counts"))
+        assert app.visit is None
     service = stored()
     assert service.list_visits() == []
     assert service.counts_for_day(NOW_DAY) == {"ineligible": 1}
@@ -362,3 +362,27 @@ async def test_min_age_from_kit_toml(tmp_path: Any, config: KitConfig, stored: S
         await answer_until_done(pilot, app, {**SELF_CARE, "age_years": 17})
         assert isinstance(app.screen, StoppedScreen)
     assert stored().counts_for_day(NOW_DAY) == {"ineligible": 1}
+
+
+async def test_escape_from_not_screened_returns_to_the_age_and_counts_nothing(
+    make_app: Callable[[], BoothApp], stored: Stored
+) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start_day(pilot, app)
+        await begin_visit(pilot)
+        await pilot.press("1", "5", "enter")  # meant 51
+        await pilot.pause()
+        assert isinstance(app.screen, StoppedScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, VisitScreen)
+        assert app.visit is not None
+        question = app.visit.flow.current()
+        assert question is not None and question.id == "age_years"
+        assert app.screen.query_one("#number").value == "15"  # type: ignore[attr-defined]
+        await pilot.press("backspace", "backspace", "5", "1")
+        await pilot.pause(GRACE_SECONDS + 0.1)
+        question = app.visit.flow.current()
+        assert question is not None and question.id == "_capacity"
+    assert stored().counts_for_day(NOW_DAY) == {}

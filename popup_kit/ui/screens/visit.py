@@ -214,6 +214,10 @@ class VisitScreen(Screen[None]):
 
         session = self.session
         assert self.app.backend is not None
+        if kind == "ineligible":
+            # the age may be a slip of the finger: counted only once the volunteer confirms
+            self.app.switch_screen(StoppedScreen(kind, session.language))
+            return
         try:
             self.app.backend.stop_visit(session, kind, self.app.volunteer)
         except Exception as exc:  # the advice is still shown; the volunteer is told
