@@ -8,6 +8,7 @@ from textual.pilot import Pilot
 
 from popup_kit.ui.app import BoothApp
 from popup_kit.ui.screens.visit import (
+    GRACE_SECONDS,
     ConsentInfoScreen,
     LanguageScreen,
     VisitScreen,
@@ -58,6 +59,8 @@ async def answer_one(pilot: Pilot[None], app: BoothApp, plan: dict[str, Any]) ->
         if not number_complete(question, text):
             await pilot.press("enter")
             pressed += 1
+        else:  # a complete number moves on by itself, after a moment for one more digit
+            await pilot.pause(GRACE_SECONDS + 0.1)
     await pilot.pause()
     return pressed
 

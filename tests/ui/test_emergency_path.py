@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from textual.widgets import DataTable, OptionList
+from textual.widgets import DataTable, Input, OptionList
 
 from forms import Flow
 from popup_kit.config import KitConfig
@@ -24,6 +24,7 @@ from popup_kit.ui.screens.outcome import (
     ReviewScreen,
 )
 from popup_kit.ui.screens.resume import ResumeScreen
+from popup_kit.ui.screens.visit import GRACE_SECONDS
 from popup_kit.ui.screens.visits import VisitDetailScreen
 from tests.ui.conftest import fixed_clock
 from tests.ui.driver import SELF_CARE, answer_until_done, begin_visit, plan_for, start_day
@@ -287,3 +288,61 @@ async def test_draft_stopped_on_an_emergency_is_flagged_and_reopens_on_it(
         await pilot.press("O", "K", "enter")
         await pilot.pause()
         assert isinstance(app.screen, ReviewScreen)
+
+
+async def test_200_typed_fast_for_the_age_stays_on_the_age(
+    make_app: Callable[[], BoothApp], stored: Stored
+) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start_day(pilot, app)
+        await begin_visit(pilot)
+        await pilot.press("2", "0", "0")
+        await pilot.pause(GRACE_SECONDS + 0.2)
+        assert app.visit is not None
+        question = app.visit.flow.current()
+        assert question is not None and question.id == "age_years"
+        assert app.screen.query_one("#number", Input).value == "200"
+        assert "200" not in str(app.visit.flow.canonical_answers())
+        assert text_of(app, "#message") == "must be a whole number from 0 to 120, got 200"
+        # corrected in place: the next question gets only its own key
+        await pilot.press("backspace", "backspace", "backspace", "4", "0")
+        await pilot.pause(GRACE_SECONDS + 0.2)
+        question = app.visit.flow.current()
+        assert question is not None and question.id == "_capacity"
+        assert app.visit.flow.canonical_answers()["age_years"] == 40
+        assert app.visit.flow.shown_answer("_capacity") is None
+
+
+async def test_a_choice_key_typed_ahead_answers_the_next_question(
+    make_app: Callable[[], BoothApp],
+) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start_day(pilot, app)
+        await begin_visit(pilot)
+        assert app.visit is not None
+        capacity = app.visit.flow.forms.question("_capacity")
+        assert capacity is not None
+        yes = next(c.key for c in capacity.choices if c.value is True)
+        await pilot.press("4", "0", yes)  # no pause: the number is done when the key comes
+        await pilot.pause()
+        answers = app.visit.flow.canonical_answers()
+        assert answers["age_years"] == 40
+        current = app.visit.flow.current()
+        assert current is not None and current.id != "_capacity"
+
+
+async def test_impossible_onset_is_refused_on_screen(make_app: Callable[[], BoothApp]) -> None:
+    app = make_app()
+    plan = plan_for(age_years=58, symptom_duration_weeks=10)
+    async with app.run_test(size=SIZE) as pilot:
+        await start_day(pilot, app)
+        await begin_visit(pilot)
+        await answer_until_done(pilot, app, plan, until="back_pain_onset_age")
+        await pilot.press("8", "0")
+        await pilot.pause(GRACE_SECONDS + 0.2)
+        assert app.visit is not None
+        question = app.visit.flow.current()
+        assert question is not None and question.id == "back_pain_onset_age"
+        assert text_of(app, "#message") == "is more than the age now (58): give at most 58"

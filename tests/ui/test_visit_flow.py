@@ -21,7 +21,7 @@ from popup_kit.ui.screens.outcome import (
     StoppedScreen,
 )
 from popup_kit.ui.screens.resume import ResumeScreen
-from popup_kit.ui.screens.visit import VisitScreen
+from popup_kit.ui.screens.visit import GRACE_SECONDS, VisitScreen
 from popup_kit.ui.widgets import ChoiceButton
 from tests.ui.conftest import fixed_clock
 from tests.ui.driver import SELF_CARE, answer_until_done, begin_visit, plan_for, start_day
@@ -172,11 +172,11 @@ async def test_under_age_stores_only_a_tally(
         await begin_visit(pilot)
         await answer_until_done(pilot, app, {**SELF_CARE, "age_years": 15})
         assert isinstance(app.screen, StoppedScreen)
-        assert app.visit is None
         await pilot.press("enter")
         await pilot.pause()
         assert isinstance(app.screen, HomeScreen)
         assert re.search(r"Ineligible\s+1\b", text_of(app, "#counts"))
+        assert app.visit is None
     service = stored()
     assert service.list_visits() == []
     assert service.counts_for_day(NOW_DAY) == {"ineligible": 1}
@@ -255,7 +255,7 @@ async def test_back_shows_previous_answer_and_changes_it(make_app: Callable[[], 
         number = app.screen.query_one("#number")
         assert number.value == "40"  # type: ignore[attr-defined]
         await pilot.press("backspace", "backspace", "6", "2")
-        await pilot.pause()
+        await pilot.pause(GRACE_SECONDS + 0.1)
         assert dict((q.id, v) for q, v in app.visit.flow.answered())["age_years"] == 62
 
 
@@ -291,7 +291,7 @@ async def test_click_on_a_choice_answers_it(make_app: Callable[[], BoothApp]) ->
         await start_day(pilot, app)
         await begin_visit(pilot)
         await pilot.press("4", "0")
-        await pilot.pause()
+        await pilot.pause(GRACE_SECONDS + 0.1)
         assert app.visit is not None
         yes = next(b for b in app.screen.query(ChoiceButton) if b.key == "y")
         assert await pilot.click(yes)
@@ -327,7 +327,7 @@ async def test_failed_draft_save_keeps_the_answer_and_says_so(
         await start_day(pilot, app)
         await begin_visit(pilot)
         await pilot.press("4", "0")
-        await pilot.pause()
+        await pilot.pause(GRACE_SECONDS + 0.1)
         assert app.visit is not None
         assert [(q.id, v) for q, v in app.visit.flow.answered()] == [("age_years", 40)]
         assert any("disk full" in str(n.message) for n in app._notifications)
@@ -362,3 +362,27 @@ async def test_min_age_from_kit_toml(tmp_path: Any, config: KitConfig, stored: S
         await answer_until_done(pilot, app, {**SELF_CARE, "age_years": 17})
         assert isinstance(app.screen, StoppedScreen)
     assert stored().counts_for_day(NOW_DAY) == {"ineligible": 1}
+
+
+async def test_escape_from_not_screened_returns_to_the_age_and_counts_nothing(
+    make_app: Callable[[], BoothApp], stored: Stored
+) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start_day(pilot, app)
+        await begin_visit(pilot)
+        await pilot.press("1", "5", "enter")  # meant 51
+        await pilot.pause()
+        assert isinstance(app.screen, StoppedScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, VisitScreen)
+        assert app.visit is not None
+        question = app.visit.flow.current()
+        assert question is not None and question.id == "age_years"
+        assert app.screen.query_one("#number").value == "15"  # type: ignore[attr-defined]
+        await pilot.press("backspace", "backspace", "5", "1")
+        await pilot.pause(GRACE_SECONDS + 0.1)
+        question = app.visit.flow.current()
+        assert question is not None and question.id == "_capacity"
+    assert stored().counts_for_day(NOW_DAY) == {}

@@ -401,7 +401,10 @@ class StoppedScreen(Screen[None]):
 
     app: BoothApp
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "home", "Done", priority=True)]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "home", "Done", priority=True),
+        Binding("escape", "back", "Back to the answer"),
+    ]
 
     def __init__(self, kind: str, language: str) -> None:
         super().__init__()
@@ -425,8 +428,27 @@ class StoppedScreen(Screen[None]):
             if steps:
                 yield Static(bullet(steps))
             yield Static(f"[b]{heading}[/b]\n" + bullet(signs))
-        yield Static("Enter: done", classes="hint")
+        hint = "Enter: done"
+        if self.kind == "ineligible" and self.app.visit is not None:
+            hint = "Enter: done (counted as not eligible) · Esc: back to the answer"
+        yield Static(hint, classes="hint")
         yield Footer()
 
+    def action_back(self) -> None:
+        session = self.app.visit
+        if self.kind != "ineligible" or session is None:
+            return
+        from popup_kit.ui.screens.visit import VisitScreen
+
+        session.flow.back()
+        self.app.switch_screen(VisitScreen())
+
     def action_home(self) -> None:
+        session, backend = self.app.visit, self.app.backend
+        if self.kind == "ineligible" and session is not None and backend is not None:
+            try:
+                backend.stop_visit(session, self.kind, self.app.volunteer)
+            except Exception as exc:  # the advice was shown; the volunteer is told
+                self.notify(f"Could not record the tally: {exc}", severity="error")
+            self.app.visit = None
         self.app.go_home()

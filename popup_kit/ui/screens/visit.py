@@ -16,6 +16,8 @@ from forms.engine import describe_range
 from popup_kit.ui.widgets import ChoiceBar, ChoiceButton
 
 if TYPE_CHECKING:
+    from textual.timer import Timer
+
     from forms import Question
     from popup_kit.ui.app import BoothApp
     from popup_kit.ui.backend import VisitSession
@@ -45,6 +47,22 @@ def display_value(question: Question | None, value: Any, language: str) -> str:
 
 def allowed(question: Question) -> str:
     return describe_range(question.kind, question.minimum, question.maximum)
+
+
+# A complete number waits this long before the question moves on, so a digit typed for
+# it (200 typed fast for an age) reaches this question, where it is judged, and never
+# lands on the next one. Any other key ends the wait at once and goes to the next one.
+GRACE_SECONDS = 0.4
+
+
+class NumberInput(Input):
+    """The number box: keys that are not part of a number are left to the screen."""
+
+    async def _on_key(self, event: events.Key) -> None:
+        # Textual runs Input's own handler after this one unless the default is prevented
+        char = event.character
+        if event.is_printable and char is not None and not (char.isdigit() or char in ".,"):
+            event.prevent_default()  # a key typed ahead: the screen gives it to the next question
 
 
 def number_complete(question: Question, typed: str) -> bool:
@@ -148,7 +166,7 @@ class VisitScreen(Screen[None]):
             yield Static("", id="volunteer-prompt", classes="volunteer-prompt")
             yield Vertical(id="choices")
             with Vertical(id="number-area"):
-                yield Input(id="number", classes="number")
+                yield NumberInput(id="number", classes="number")
                 yield Static("", id="number-hint", classes="hint")
             yield Static("", id="message", classes="error")
         yield Static("", id="attribution", classes="hint")
@@ -164,6 +182,7 @@ class VisitScreen(Screen[None]):
         return self.session.flow.current()
 
     def on_mount(self) -> None:
+        self._pending: Timer | None = None
         self.advance()
 
     # --- routing ---------------------------------------------------------------------
@@ -195,6 +214,10 @@ class VisitScreen(Screen[None]):
 
         session = self.session
         assert self.app.backend is not None
+        if kind == "ineligible":
+            # the age may be a slip of the finger: counted only once the volunteer confirms
+            self.app.switch_screen(StoppedScreen(kind, session.language))
+            return
         try:
             self.app.backend.stop_visit(session, kind, self.app.volunteer)
         except Exception as exc:  # the advice is still shown; the volunteer is told
@@ -255,6 +278,14 @@ class VisitScreen(Screen[None]):
 
     def on_key(self, event: events.Key) -> None:
         question = self.question
+        if question is not None and question.kind != "choice" and event.is_printable:
+            box = self.query_one("#number", Input)
+            if self._pending is not None or number_complete(question, box.value):
+                # the number is done: this key is for the next question
+                self._flush_pending()
+            else:  # an unfinished number never takes a key meant for another question
+                return
+        question = self.question
         if question is None or question.kind != "choice" or not event.character:
             return
         if question.choice_for_key(event.character.lower()) is not None:
@@ -274,12 +305,43 @@ class VisitScreen(Screen[None]):
             self._answer(question, choice.value)
 
     def on_input_changed(self, event: Input.Changed) -> None:
+        self._cancel_pending()
         question = self.question
-        if question is not None and number_complete(question, event.value):
-            event.stop()
+        if question is None or not number_complete(question, event.value):
+            return
+        event.stop()
+        from forms import AnswerError
+        from forms.engine import check_answer
+
+        try:
+            check_answer(question, int(event.value))
+        except (AnswerError, ValueError):  # no further digit can help: say so now
             self._submit_number(question, event.value)
+            return
+        typed = event.value
+        self._pending = self.set_timer(
+            GRACE_SECONDS, lambda: self._submit_pending(question.id, typed)
+        )
+
+    def _cancel_pending(self) -> None:
+        if self._pending is not None:
+            self._pending.stop()
+            self._pending = None
+
+    def _submit_pending(self, question_id: str, typed: str) -> None:
+        self._pending = None
+        question = self.question
+        if question is not None and question.id == question_id:
+            self._submit_number(question, typed)
+
+    def _flush_pending(self) -> None:
+        self._cancel_pending()
+        question = self.question
+        if question is not None and question.kind != "choice":
+            self._submit_number(question, self.query_one("#number", Input).value)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        self._cancel_pending()
         question = self.question
         if question is None or question.kind == "choice":
             return
@@ -323,6 +385,8 @@ class VisitScreen(Screen[None]):
             )
 
     def action_back(self) -> None:
+        if self._pending is not None:  # the number typed is an answer: back goes before it
+            self._flush_pending()
         if self.session.flow.back():
             self.save_draft()
             self.advance()
