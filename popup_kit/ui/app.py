@@ -99,6 +99,7 @@ class BoothApp(App[None]):
         self._sync_stop = threading.Event()
         self._sync_wake = threading.Event()
         self.locked = False
+        self._chose_passphrase = False  # typed on the first-run screen: show the recovery key
         self._last_input = time.monotonic()
 
     # start-up -------------------------------------------------------------------------
@@ -135,6 +136,7 @@ class BoothApp(App[None]):
             from popup_kit.store.keys import remember_passphrase
 
             remember_passphrase(passphrase)
+            self._chose_passphrase = message.first_run
             self._open_backend()
 
         self.push_screen(PassphraseScreen(first_run=message.first_run, error=wrong), typed)
@@ -144,7 +146,7 @@ class BoothApp(App[None]):
         self.ready.set()
         self.start_background_sync()
         store = self.backend.service.store
-        if store.recovery_key:
+        if store.recovery_key and self._chose_passphrase:
             from popup_kit.ui.screens.unlock import RecoveryKeyScreen
 
             self.push_screen(RecoveryKeyScreen(store.recovery_key, upgraded=store.encrypted_plain))
