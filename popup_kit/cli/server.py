@@ -188,9 +188,31 @@ def _run(args: argparse.Namespace) -> int:
         port=port,
         workers=workers,
         log_level="info",
+        # The app keeps its own access log (sync.server.events): uvicorn's would write each
+        # referral URL, code and signature included, with the client's address.
+        access_log=False,
         proxy_headers=False,
+        log_config=_LOG_CONFIG,
     )
     return 0
+
+
+_LOG_CONFIG: dict[str, object] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(name)s %(levelname)s %(message)s"}},
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "stream": "ext://sys.stderr",
+        }
+    },
+    "loggers": {
+        "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        "popup_kit.server": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+    },
+}
 
 
 def _enroll_token(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from sync import protocol as p
 from sync.server import errors, keys
 from sync.server.codes import CodeRules, default_rules
+from sync.server.events import AccessLog
 from sync.server.headers import SecurityHeaders
 from sync.server.limits import MAX_BODY_BYTES, BodyLimit, TokenBuckets
 from sync.server.routers import api, attendee, docs
@@ -78,6 +79,7 @@ def build_app(
     if settings.docs:
         app.include_router(docs.router)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    app.add_middleware(AccessLog)
     app.add_middleware(SecurityHeaders, hsts=settings.public_url.startswith("https://"))
     if settings.trusted_proxies:
         # Outermost: the client address is settled before anything else reads it. Only

@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sync import protocol as p
+from sync.server.events import event
 from sync.server.store import AuthError
 
 HEADERS = {p.PROTOCOL_HEADER: str(p.PROTOCOL_VERSION)}
@@ -42,18 +43,22 @@ def install(app: FastAPI) -> None:
         return error(422, "invalid_request", "; ".join(problems))
 
     @app.exception_handler(AuthError)
-    async def refused(_r: Request, exc: AuthError) -> Response:
+    async def refused(request: Request, exc: AuthError) -> Response:
+        route = getattr(request.scope.get("route"), "path", "?")
+        event("refused", route=route, status=exc.status, error=exc.error)
         extra = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
         return error(exc.status, exc.error, exc.detail, **extra)
 
     @app.exception_handler(OperationalError)
     async def unavailable(_r: Request, exc: OperationalError) -> Response:
+        event("error", kind="database_unavailable", exception=type(exc.orig).__name__)
         return error(
             503, "unavailable", "the database is busy or down; retry later", **{"Retry-After": "5"}
         )
 
     @app.exception_handler(DBAPIError)
     async def db_error(_r: Request, exc: DBAPIError) -> Response:
+        event("error", kind="database_refused", exception=type(exc.orig).__name__)
         return error(
             503,
             "unavailable",

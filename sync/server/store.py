@@ -38,9 +38,11 @@ from sync.protocol import (
     upgrade_body,
 )
 from sync.server.db import make_engine, migrate, sqlite_path
+from sync.server.events import event
 from sync.server.keys import private_file, private_folder, public_bytes
 
 Clock = Callable[[], datetime]
+HOUR = timedelta(hours=1)
 
 # What stays of a visit's records once consent is withdrawn: ids, versions, times.
 _SKELETON_KEYS = ("visit_id", "version", "supersedes", "status", "at", "kind", "forms_version")
@@ -224,6 +226,7 @@ class ServerStore:
                     "r": 1 if rekey else 0,
                 },
             )
+        event("enrolment_token", kit_id=kit_id, rekey=rekey, hours=self.token_lifetime / HOUR)
         return token
 
     def enroll(self, token: str, kit_id: str, slip_key: bytes) -> tuple[str, bytes]:
@@ -303,7 +306,10 @@ class ServerStore:
                 ),
                 {"t": now, "k": kit_id},
             )
-            return done.rowcount == 1
+            revoked = done.rowcount == 1
+        if revoked:
+            event("revoked", kit_id=kit_id)
+        return revoked
 
     def kits(self) -> list[Kit]:
         with self.engine.connect() as conn:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections import Counter
 from typing import Any
 
 from fastapi import APIRouter
 
 from sync import protocol as p
 from sync.server.deps import AuthenticatedKit, Store
+from sync.server.events import event
 from sync.server.store import AuthError
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -37,6 +39,7 @@ def enroll(request: p.EnrollRequest, store: Store) -> p.EnrollResponse:
     if len(slip_key) < 16:
         raise AuthError(422, "invalid_request", "slip_key must be at least 16 bytes")
     credential, public_key = store.enroll(request.token, request.kit_id, slip_key)
+    event("enrolled", kit_id=request.kit_id)
     return p.EnrollResponse(
         kit_id=request.kit_id,
         credential=credential,
@@ -51,7 +54,12 @@ def ingest(request: p.IngestRequest, store: Store, auth: AuthenticatedKit) -> p.
         raise AuthError(
             403, "wrong_kit", f"this credential is for kit {kit.kit_id}, not {request.kit_id}"
         )
-    return p.IngestResponse(results=store.ingest(kit, request.records))
+    results = store.ingest(kit, request.records)
+    counts = Counter(r.status for r in results)
+    event(
+        "ingest", kit_id=kit.kit_id, records=len(results), **{str(k): n for k, n in counts.items()}
+    )
+    return p.IngestResponse(results=results)
 
 
 @router.post("/have", response_model=p.HaveResponse, responses=_RESPONSES)
