@@ -108,11 +108,11 @@ def _kit_id(data_dir: Path) -> str:
         return path.read_text("ascii").strip()
     except FileNotFoundError:
         pass
-    data_dir.mkdir(parents=True, exist_ok=True)
+    from sync.files import atomic_write, private_dir
+
+    private_dir(data_dir)
     kit_id = "kit-" + uuid.uuid4().hex[:12]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(kit_id + "\n", "ascii")
-    os.replace(tmp, path)
+    atomic_write(path, (kit_id + "\n").encode("ascii"))
     return path.read_text("ascii").strip()
 
 

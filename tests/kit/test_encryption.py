@@ -208,3 +208,12 @@ def test_passphrase_commands_as_a_coordinator_runs_them(tmp_path: Path) -> None:
     )
     assert recovered.returncode == 0, recovered.stderr
     assert popup_kit(["visits"], data, passphrase="third passphrase").returncode == 0
+
+
+def test_the_data_folder_is_owner_only_and_every_file_0600(config: KitConfig) -> None:
+    seed(config)
+    assert config.kit_id
+    assert config.data_dir.stat().st_mode & 0o777 == 0o700
+    for path in config.data_dir.iterdir():
+        if path.is_file():
+            assert path.stat().st_mode & 0o077 == 0, path.name
