@@ -41,6 +41,7 @@ class KitConfig:
     server_base_url: str = "https://triage.example.org"
     retention_days: int = 7
     sync_interval: int = 60
+    idle_lock_minutes: int = 10
     controller: str = ""
     provider: str = ""
     source: str = "embedded default"
@@ -196,6 +197,9 @@ def load_config(path: str | os.PathLike[str] | None = None) -> KitConfig:
     min_age = _get(data, "screening", "min_self_consent_age", int)
     if not 0 < min_age < 120:
         raise ConfigError("[screening] min_self_consent_age must be between 1 and 119")
+    idle_lock = _get(data, "security", "idle_lock_minutes", int)
+    if idle_lock < 0:
+        raise ConfigError("[security] idle_lock_minutes must be 0 (never) or more")
     languages_t = tuple(str(x) for x in languages)
     booth_name, booth_names = _per_language(data, "name", default_language, languages_t)
     event, events = _per_language(data, "event", default_language, languages_t)
@@ -215,6 +219,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> KitConfig:
         server_base_url=base_url,
         retention_days=_get(data, "sync", "retention_days", int),
         sync_interval=_get(data, "sync", "interval_seconds", int),
+        idle_lock_minutes=idle_lock,
         controller=_get(data, "consent", "controller", str),
         provider=_get(data, "consent", "provider", str),
         source=source,

@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "Environment: POPUP_KIT_CONFIG (path of kit.toml), "
-            "POPUP_KIT_DATA_DIR (where the kit keeps its database)."
+            "POPUP_KIT_DATA_DIR (where the kit keeps its database), "
+            "POPUP_KIT_PASSPHRASE (the booth passphrase, for scripts)."
         ),
     )
     parser.add_argument(
@@ -97,6 +98,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as exc:
         print(f"popup-kit: {exc}", file=sys.stderr)
         return exc.code
+    except RuntimeError as exc:
+        store_db = sys.modules.get("popup_kit.store.db")
+        if store_db is None or not isinstance(exc, store_db.StoreError):
+            raise
+        # a locked store or a wrong passphrase: one line, nothing changed
+        print(f"popup-kit: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("popup-kit: interrupted", file=sys.stderr)
         return 130

@@ -308,3 +308,34 @@ def unlock(db_path: Path, passphrase: str | None = None) -> Unlocked:
     elif db_path.exists():
         db_path.unlink()  # an empty file: SQLCipher writes its own header
     return Unlocked(key, recovery, has_plain)
+
+
+# --- the coordinator's operations -------------------------------------------------------
+
+
+def store_state(db_path: Path) -> str:
+    """``new`` (nothing yet), ``plain`` (to encrypt) or ``encrypted``."""
+    from sync.sqlite import is_plain
+
+    if key_path(db_path).exists():
+        return "encrypted"
+    return "plain" if is_plain(db_path) else "new"
+
+
+def verify(db_path: Path, passphrase: str) -> None:
+    """Raises ``WrongPassphrase`` unless ``passphrase`` opens this store (unlocking the
+    screen checks the passphrase without reopening the store)."""
+    KeyFile.load(key_path(db_path)).unwrap(passphrase)
+
+
+def change_passphrase(db_path: Path, current: str, new: str) -> None:
+    kpath = key_path(db_path)
+    keyfile = KeyFile.load(kpath)
+    keyfile.rewrapped(keyfile.unwrap(current), new).save(kpath)
+
+
+def recover(db_path: Path, recovery_key: str, new: str) -> None:
+    """A new passphrase from the recovery key; the recovery key stays valid."""
+    kpath = key_path(db_path)
+    keyfile = KeyFile.load(kpath)
+    keyfile.rewrapped(keyfile.unwrap_recovery(recovery_key), new).save(kpath)

@@ -4,8 +4,11 @@ store is encrypted in place with its unsent records."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -153,3 +156,55 @@ def test_a_plain_store_is_encrypted_in_place_with_its_unsent_records(
     for path, data in every_file(config.data_dir).items():
         for secret in SECRETS[:3]:
             assert secret not in data, (path.name, secret)
+
+
+def popup_kit(
+    args: list[str], data_dir: Path, stdin: str = "", passphrase: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "POPUP_KIT_PASSPHRASE"}
+    env["POPUP_KIT_DATA_DIR"] = str(data_dir)
+    env.pop("POPUP_KIT_CONFIG", None)
+    if passphrase is not None:
+        env["POPUP_KIT_PASSPHRASE"] = passphrase
+    return subprocess.run(
+        [sys.executable, "-m", "popup_kit", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_passphrase_commands_as_a_coordinator_runs_them(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    locked = popup_kit(["visits"], data)
+    assert locked.returncode != 0 and "passphrase set" in locked.stderr
+    assert len(locked.stderr.strip().splitlines()) == 1
+
+    differ = popup_kit(["passphrase", "set"], data, "first passphrase\nfirst passphrasX\n")
+    assert differ.returncode == 2 and "differ" in differ.stderr
+    assert not key_path(data / "popup-kit.sqlite3").exists()
+
+    made = popup_kit(["passphrase", "set"], data, "first passphrase\nfirst passphrase\n")
+    assert made.returncode == 0, made.stderr
+    recovery = made.stdout.split("recovery key: ")[1].split()[0]
+
+    wrong = popup_kit(["visits"], data, passphrase="not it at all")
+    assert wrong.returncode != 0 and wrong.stderr.count("\n") == 1
+    assert "wrong passphrase" in wrong.stderr
+    assert popup_kit(["visits"], data, passphrase="first passphrase").returncode == 0
+
+    bad_change = popup_kit(["passphrase", "change"], data, "guess guess\nx\nx\n")
+    assert bad_change.returncode == 1 and "wrong passphrase" in bad_change.stderr
+    changed = popup_kit(
+        ["passphrase", "change"], data, "first passphrase\nsecond passphrase\nsecond passphrase\n"
+    )
+    assert changed.returncode == 0, changed.stderr
+    assert popup_kit(["visits"], data, passphrase="first passphrase").returncode != 0
+
+    recovered = popup_kit(
+        ["passphrase", "recover"], data, f"{recovery}\nthird passphrase\nthird passphrase\n"
+    )
+    assert recovered.returncode == 0, recovered.stderr
+    assert popup_kit(["visits"], data, passphrase="third passphrase").returncode == 0
