@@ -162,16 +162,19 @@ def _check(raw: bytes, data: dict[str, Any], data_dir: Path) -> None:
         pass  # a read-only data folder: check again next time
 
 
-def load_config(path: str | os.PathLike[str] | None = None) -> KitConfig:
+def load_config(
+    path: str | os.PathLike[str] | None = None, data_dir: Path | None = None
+) -> KitConfig:
     """Read kit.toml from ``path``, else ``$POPUP_KIT_CONFIG``, else the embedded default.
 
-    Keys missing from the file take the embedded default's value. Unknown keys and
+    ``data_dir`` overrides :func:`default_data_dir`. Keys missing from the file take the
+    embedded default's value. Unknown keys and
     values of the wrong type stop the kit with a message naming the key.
     """
     default_text = default_config_text()
     default = tomllib.loads(default_text)
     chosen = path if path is not None else os.environ.get(CONFIG_ENV)
-    data_dir = default_data_dir()
+    data_dir = data_dir if data_dir is not None else default_data_dir()
     raw = b""
     given = default
     source = "embedded default"
