@@ -19,6 +19,8 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.message import Message
 
+from popup_kit import logs
+
 if TYPE_CHECKING:
     from textual.screen import Screen
 
@@ -99,6 +101,7 @@ class BoothApp(App[None]):
 
             backend = Backend.open(self.config, self.clock)
         except Exception as exc:  # any failure is shown, never crashes the booth
+            logs.failure("opening the kit store failed")
             self.post_message(BackendFailed(f"{type(exc).__name__}: {exc}"))
         else:
             self.post_message(BackendReady(backend))
@@ -147,6 +150,7 @@ class BoothApp(App[None]):
                     stop=self._sync_stop,
                 )
             except Exception as exc:  # shown on the home screen; the booth goes on
+                logs.failure("background sync failed")
                 ended = SyncEnded(self.clock(), None, f"{exc}")
             else:
                 ended = SyncEnded(self.clock(), summary, None)

@@ -11,6 +11,7 @@ from textual.screen import Screen
 from textual.widgets import Digits, Footer, Input, Static
 
 from forms import localized
+from popup_kit import logs
 from popup_kit.ui.screens.outcome import next_after_flow
 
 if TYPE_CHECKING:
@@ -72,5 +73,6 @@ class EmergencyScreen(Screen[None]):
             try:
                 backend.save_draft(session, self.app.volunteer)
             except Exception as exc:
+                logs.failure("saving a draft failed")
                 self.notify(f"Draft not saved ({exc}).", severity="error")
         self.app.switch_screen(next_after_flow(self.app, "outcome"))

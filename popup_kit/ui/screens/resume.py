@@ -11,6 +11,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
+from popup_kit import logs
+
 if TYPE_CHECKING:
     from popup_kit.domain import Draft
     from popup_kit.ui.app import BoothApp
@@ -54,6 +56,7 @@ class ResumeScreen(Screen[None]):
                 asked, total = self.app.backend.resume(draft).flow.progress()
                 label += f"  · {asked} of {total} answered"
             except Exception:  # an unreadable draft is still listed, so it can be discarded
+                logs.failure("reading a draft failed")
                 label += "  · cannot be read"
             options.add_option(Option(label, id=draft.draft_id))
         if self._drafts:
