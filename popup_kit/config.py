@@ -6,6 +6,7 @@ pass an explicit path or set ``POPUP_KIT_CONFIG`` / ``POPUP_KIT_DATA_DIR``.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tomllib
 import uuid
@@ -20,6 +21,7 @@ DATA_DIR_ENV = "POPUP_KIT_DATA_DIR"
 SLIP_FORMATS = ("receipt80", "receipt58", "a6")
 MAX_BASE_URL_LENGTH = 91  # printouts.payload: the longest base whose slip URL fits QR v7-M
 PLACEHOLDER_HOST = "triage.example.org"
+CHECKED_FILE = "kit-toml-checked"
 
 
 class ConfigError(Exception):
@@ -49,6 +51,8 @@ class KitConfig:
     # Per-language booth name and event, where kit.toml gives a table keyed by language.
     booth_names: dict[str, str] = field(default_factory=dict)
     events: dict[str, str] = field(default_factory=dict)
+    # Made once on first use and kept in the data folder; read once, at load.
+    kit_id: str = ""
 
     def booth_name_in(self, language: str) -> str:
         """The booth's name as an attendee reading ``language`` should see it."""
@@ -83,11 +87,6 @@ class KitConfig:
             "booth_name": self.booth_name,
         }
 
-    @property
-    def kit_id(self) -> str:
-        """This kit's id: made once on first use and kept in the data directory."""
-        return _kit_id(self.data_dir)
-
 
 def default_data_dir() -> Path:
     override = os.environ.get(DATA_DIR_ENV)
@@ -113,7 +112,7 @@ def _kit_id(data_dir: Path) -> str:
     private_dir(data_dir)
     kit_id = "kit-" + uuid.uuid4().hex[:12]
     atomic_write(path, (kit_id + "\n").encode("ascii"))
-    return path.read_text("ascii").strip()
+    return kit_id
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -126,101 +125,108 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _get(data: dict[str, Any], section: str, key: str, kind: type) -> Any:
-    value = data.get(section, {}).get(key)
-    if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
-        raise ConfigError(f"[{section}] {key} must be a {kind.__name__}, not {value!r}")
-    return value
+def _validated_key(raw: bytes) -> str:
+    """What a kit.toml checked by the schema is remembered by: its bytes and the checks'."""
+    digest = hashlib.sha256()
+    digest.update(resources.files("popup_kit").joinpath("config_schema.py").read_bytes())
+    digest.update(b"\0" + raw)
+    return digest.hexdigest()
 
 
-def _per_language(
-    data: dict[str, Any], key: str, default_language: str, languages: tuple[str, ...]
-) -> tuple[str, dict[str, str]]:
-    """``[booth] KEY`` as a string (every language) or a table keyed by language code."""
-    value = data.get("booth", {}).get(key)
-    if isinstance(value, str):
-        return value, {}
-    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-        raise ConfigError(
-            f"[booth] {key} must be a string or a table of strings by language, not {value!r}"
-        )
-    unknown = sorted(set(value) - set(languages))
-    if unknown:
-        raise ConfigError(
-            f"[booth] {key} has languages not in [screening] languages: {', '.join(unknown)}"
-        )
-    if default_language not in value:
-        raise ConfigError(
-            f"[booth] {key} needs a value for the default language {default_language}"
-        )
-    return value[default_language], dict(value)
+def _check(raw: bytes, data: dict[str, Any], data_dir: Path) -> None:
+    """Refuse unknown keys and wrong types (pydantic), once per distinct file.
+
+    A file that passed is remembered by its hash in the data folder, so the commands
+    run every day skip pydantic's import; the settings themselves are always read
+    from the file, never from the remembered record.
+    """
+    key = _validated_key(raw)
+    marker = data_dir / CHECKED_FILE
+    try:
+        if key in marker.read_text("ascii").split():
+            return
+    except (OSError, UnicodeDecodeError):
+        pass
+    from popup_kit.config_schema import validate
+
+    try:
+        validate(data)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        from sync.files import atomic_write, private_dir
+
+        private_dir(data_dir)
+        atomic_write(marker, (key + "\n").encode("ascii"))
+    except OSError:
+        pass  # a read-only data folder: check again next time
 
 
-def load_config(path: str | os.PathLike[str] | None = None) -> KitConfig:
+def load_config(
+    path: str | os.PathLike[str] | None = None, data_dir: Path | None = None
+) -> KitConfig:
     """Read kit.toml from ``path``, else ``$POPUP_KIT_CONFIG``, else the embedded default.
 
-    Keys missing from the file take the embedded default's value.
+    ``data_dir`` overrides :func:`default_data_dir`. Keys missing from the file take the
+    embedded default's value. Unknown keys and
+    values of the wrong type stop the kit with a message naming the key.
     """
-    default = tomllib.loads(default_config_text())
+    default_text = default_config_text()
+    default = tomllib.loads(default_text)
     chosen = path if path is not None else os.environ.get(CONFIG_ENV)
-    data = default
+    data_dir = data_dir if data_dir is not None else default_data_dir()
+    raw = b""
+    given = default
     source = "embedded default"
     if chosen:
         cfg_path = Path(chosen).expanduser()
         try:
-            data = _merge(default, tomllib.loads(cfg_path.read_text("utf-8")))
+            raw = cfg_path.read_bytes()
+            given = tomllib.loads(raw.decode("utf-8"))
         except FileNotFoundError as exc:
             raise ConfigError(f"configuration file not found: {cfg_path}") from exc
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{cfg_path} is not valid TOML: {exc}") from exc
         source = str(cfg_path)
+    if chosen:  # the embedded default is checked against the schema by the tests
+        try:
+            _check(raw, given, data_dir)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+    data = _merge(default, given)
 
-    languages = tuple(_get(data, "screening", "languages", list))
-    default_language = _get(data, "screening", "default_language", str)
-    if not languages or default_language not in languages:
-        raise ConfigError("[screening] default_language must be one of [screening] languages")
-    slip_format = _get(data, "printer", "slip_format", str)
-    if slip_format not in SLIP_FORMATS:
-        raise ConfigError(f"[printer] slip_format must be one of {', '.join(SLIP_FORMATS)}")
-    thresholds = data.get("thresholds", {})
-    for key, value in thresholds.items():
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ConfigError(f"[thresholds] {key} must be a whole number, not {value!r}")
-    base_url = _get(data, "server", "base_url", str).rstrip("/")
-    if not base_url.startswith(("http://", "https://")) or not base_url.isascii():
-        raise ConfigError("[server] base_url must be an ASCII http(s):// address")
-    if len(base_url) > MAX_BASE_URL_LENGTH:
-        raise ConfigError(
-            f"[server] base_url is {len(base_url)} characters; at most {MAX_BASE_URL_LENGTH} "
-            "keep the slip's QR small enough to scan (version 7)"
-        )
-    min_age = _get(data, "screening", "min_self_consent_age", int)
-    if not 0 < min_age < 120:
-        raise ConfigError("[screening] min_self_consent_age must be between 1 and 119")
-    idle_lock = _get(data, "security", "idle_lock_minutes", int)
-    if idle_lock < 0:
-        raise ConfigError("[security] idle_lock_minutes must be 0 (never) or more")
-    languages_t = tuple(str(x) for x in languages)
-    booth_name, booth_names = _per_language(data, "name", default_language, languages_t)
-    event, events = _per_language(data, "event", default_language, languages_t)
+    booth, screening, sync = data["booth"], data["screening"], data["sync"]
+    languages = tuple(screening["languages"])
+    default_language = screening["default_language"]
+    booth_name, booth_names = _per_language(booth["name"], default_language)
+    event, events = _per_language(booth["event"], default_language)
     return KitConfig(
         booth_name=booth_name,
         event=event,
         booth_names=booth_names,
         events=events,
-        emergency_number=_get(data, "booth", "emergency_number", str),
-        min_self_consent_age=min_age,
-        languages=languages_t,
+        emergency_number=booth["emergency_number"],
+        min_self_consent_age=screening["min_self_consent_age"],
+        languages=languages,
         default_language=default_language,
-        thresholds=dict(thresholds),
-        printer_name=_get(data, "printer", "name", str),
-        slip_format=slip_format,
-        save_dir=_get(data, "printer", "save_dir", str),
-        server_base_url=base_url,
-        retention_days=_get(data, "sync", "retention_days", int),
-        sync_interval=_get(data, "sync", "interval_seconds", int),
-        idle_lock_minutes=idle_lock,
-        controller=_get(data, "consent", "controller", str),
-        provider=_get(data, "consent", "provider", str),
+        thresholds=dict(data.get("thresholds", {})),
+        printer_name=data["printer"]["name"],
+        slip_format=data["printer"]["slip_format"],
+        save_dir=data["printer"]["save_dir"],
+        server_base_url=data["server"]["base_url"].rstrip("/"),
+        retention_days=sync["retention_days"],
+        sync_interval=sync["interval_seconds"],
+        idle_lock_minutes=data["security"]["idle_lock_minutes"],
+        controller=data["consent"]["controller"],
+        provider=data["consent"]["provider"],
         source=source,
+        data_dir=data_dir,
+        kit_id=_kit_id(data_dir),
     )
+
+
+def _per_language(value: str | dict[str, str], default_language: str) -> tuple[str, dict[str, str]]:
+    """``[booth] KEY`` as a string (every language) or a table keyed by language code."""
+    if isinstance(value, str):
+        return value, {}
+    return value[default_language], dict(value)

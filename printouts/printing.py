@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from sync.files import atomic_write
+
 MM = 72 / 25.4
 A6_MM = (105.0, 148.0)
 
@@ -66,12 +68,7 @@ def slip_filename(code: str, fmt: str, kind: str = "slip") -> str:
 
 
 def save_pdf(pdf: bytes, directory: Path, filename: str) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / filename
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(pdf)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(directory / filename, pdf)
 
 
 _MEDIABOX = re.compile(rb"/MediaBox\s*\[\s*([-\d.]+)\s+([-\d.]+)\s+([-\d.]+)\s+([-\d.]+)\s*\]")

@@ -8,9 +8,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from sync.files import atomic_write, private_dir
 
 __all__ = ["CREDENTIALS_FILE", "KitCredentials", "auth_header"]
 
@@ -35,23 +36,14 @@ class KitCredentials:
         return auth_header(self.kit_id, self.credential)
 
     def save(self, data_dir: Path) -> Path:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        path = data_dir / CREDENTIALS_FILE
-        tmp = path.with_suffix(".tmp")
         payload = {
             "server_url": self.server_url,
             "kit_id": self.kit_id,
             "credential": self.credential,
             "receipt_key": base64.b64encode(self.receipt_key).decode("ascii"),
         }
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-        return path
+        private_dir(data_dir)
+        return atomic_write(data_dir / CREDENTIALS_FILE, json.dumps(payload).encode("utf-8"))
 
     @classmethod
     def load(cls, data_dir: Path) -> KitCredentials | None:

@@ -27,10 +27,14 @@ class CommandError(Exception):
 
 
 def config_from(args: argparse.Namespace) -> KitConfig:
+    from popup_kit import logs
+
     try:
-        return load_config(getattr(args, "config", None))
+        config = load_config(getattr(args, "config", None))
     except ConfigError as exc:
         raise CommandError(f"configuration: {exc}", 2) from exc
+    logs.setup(config.data_dir)
+    return config
 
 
 def _common() -> argparse.ArgumentParser:

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from popup_kit.cli import add_command, config_from
+from popup_kit.logs import log_path
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -33,6 +34,7 @@ def _info(args: argparse.Namespace) -> int:
     facts = {
         "kit_id": config.kit_id,
         "data_dir": str(config.data_dir),
+        "log": str(log_path(config.data_dir)),
         "config": config.source,
         "enrolled_with": enrolled,
         "slip_base_url": config.server_base_url,

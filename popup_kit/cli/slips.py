@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from popup_kit.cli import CommandError, add_command, config_from
+from sync.files import atomic_write
 
 if TYPE_CHECKING:
     from popup_kit.config import KitConfig
@@ -106,8 +107,7 @@ def _slip(args: argparse.Namespace) -> int:
     made = render_visit(config, visit, args.format, "consent" if args.consent_copy else "slip")
     out = Path(args.out)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(made.pdf)
+        atomic_write(out, made.pdf)
     except OSError as exc:
         raise CommandError(f"cannot write {out}: {exc.strerror or exc}") from exc
     if args.json:
@@ -227,8 +227,7 @@ def _summary(args: argparse.Namespace) -> int:
     name = f"day-summary-{day.isoformat()}-{fmt}.pdf"
     if args.out:
         out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(pdf)
+        atomic_write(out, pdf)
         print(f"day summary for {day} written to {out}")
     if args.print:
         what = f"day summary for {day}"

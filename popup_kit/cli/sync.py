@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from popup_kit.cli import CommandError, add_command, config_from
+from sync.files import atomic_write
 
 if TYPE_CHECKING:
     from popup_kit.config import KitConfig
@@ -134,8 +135,7 @@ def _report(args: argparse.Namespace) -> int:
         store.close()
     if args.out:
         out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(report_pdf(config, report))
+        atomic_write(out, report_pdf(config, report))
     if args.json:
         print(json.dumps(report.as_json()))
     else:

@@ -20,6 +20,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.message import Message
 
+from popup_kit import logs
 from popup_kit.ui.controller import VisitController
 
 if TYPE_CHECKING:
@@ -123,6 +124,7 @@ class BoothApp(App[None]):
             first = store_state(self.config.db_path) != "encrypted"
             self.post_message(StoreLocked(first, "" if first else str(exc)))
         except Exception as exc:  # any failure is shown, never crashes the booth
+            logs.failure("opening the kit store failed")
             self.post_message(BackendFailed(f"{type(exc).__name__}: {exc}"))
         else:
             self.post_message(BackendReady(backend))
@@ -235,6 +237,7 @@ class BoothApp(App[None]):
                     stop=self._sync_stop,
                 )
             except Exception as exc:  # shown on the home screen; the booth goes on
+                logs.failure("background sync failed")
                 ended = SyncEnded(self.clock(), None, f"{exc}")
             else:
                 ended = SyncEnded(self.clock(), summary, None)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from popup_kit import logs
+
 if TYPE_CHECKING:
     from textual.screen import Screen
 
@@ -77,6 +79,7 @@ class VisitController:
             try:
                 backend.save_draft(session, app.volunteer)
             except Exception as exc:
+                logs.failure("saving a draft failed")
                 app.notify(f"Draft not saved ({exc}).", severity="error")
         app.switch_screen(self.after_outcome())
 

@@ -40,8 +40,7 @@ def server_db(tmp_path: Path) -> str:
 def kit(tmp_path: Path, name: str, server_url: str) -> KitConfig:
     kit_toml = tmp_path / f"{name}.toml"
     kit_toml.write_text(f'[server]\nbase_url = "{server_url}"\n[sync]\nretention_days = 7\n')
-    config = load_config(kit_toml)
-    return KitConfig(**{**config.__dict__, "data_dir": tmp_path / name})
+    return load_config(kit_toml, data_dir=tmp_path / name)
 
 
 def enroll(config: KitConfig, server: Any, capsys: pytest.CaptureFixture[str]) -> None:

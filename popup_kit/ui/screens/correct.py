@@ -12,6 +12,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from forms import localized
+from popup_kit import logs
 from popup_kit.ui.screens.visit import allowed, display_value
 from popup_kit.ui.widgets import ChoiceBar, ChoiceButton
 
@@ -187,6 +188,7 @@ class CorrectScreen(Screen[None]):
                 self.notify(f"Correction not saved: {exc}", severity="error", timeout=15)
                 return
             except Exception as exc:
+                logs.failure("saving a correction failed")
                 self.notify(f"Correction not saved: {exc}", severity="error", timeout=15)
                 return
             self.app.controller.correction_saved(self.visit, saved)

@@ -11,6 +11,8 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from popup_kit import logs
+
 if TYPE_CHECKING:
     from popup_kit.domain import UnsentStatus
     from popup_kit.ui.app import BoothApp
@@ -120,6 +122,7 @@ class HomeScreen(Screen[None]):
             unsent = backend.service.unsent()
             drafts = len(backend.drafts())
         except Exception as exc:  # shown, never fatal
+            logs.failure("reading the day counts failed")
             self.query_one("#counts", Static).update(f"Could not read the store: {exc}")
             return
         lines = [f"[b]Today ({today:%Y-%m-%d})[/b]"]

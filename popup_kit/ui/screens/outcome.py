@@ -14,6 +14,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
+from popup_kit import logs
 from popup_kit.ui.screens.printing import PrintingScreen, show_qr
 
 if TYPE_CHECKING:
@@ -204,6 +205,7 @@ class ContactScreen(Screen[None]):
             try:
                 backend.save_draft(session, self.app.volunteer)
             except Exception as exc:
+                logs.failure("saving a draft failed")
                 self.notify(f"Draft not saved ({exc}).", severity="error")
 
     def action_skip(self) -> None:
@@ -277,6 +279,7 @@ class ReviewScreen(Screen[None]):
         try:
             summary = backend.save_visit(session, self.app.volunteer)
         except Exception as exc:  # nothing is lost: the visit stays open and in its draft
+            logs.failure("saving a visit failed")
             self.notify(
                 f"The visit was NOT saved: {exc}. Press s to try again.",
                 title="Save failed",

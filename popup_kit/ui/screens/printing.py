@@ -13,6 +13,8 @@ from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Static
 
+from popup_kit import logs
+
 if TYPE_CHECKING:
     from popup_kit.domain import VisitRecord
     from popup_kit.ui.app import BoothApp
@@ -42,6 +44,7 @@ class PrintingScreen(Screen[None]):
                 self.app.config, visit, kind="consent" if kind == "consent" else "slip"
             )
         except Exception as exc:  # printing must never take the booth down
+            logs.failure("making a printout failed")
             self.post_message(Printed(False, f"The {what} could not be made: {exc}"))
             return
         if result.printed:

@@ -12,6 +12,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
+from popup_kit import logs
+
 if TYPE_CHECKING:
     from popup_kit.domain import Draft
     from popup_kit.ui.app import BoothApp
@@ -63,6 +65,7 @@ class ResumeScreen(Screen[None]):
                         style="bold white on #b00000",
                     )
             except Exception:  # an unreadable draft is still listed, so it can be discarded
+                logs.failure("reading a draft failed")
                 label.append("  · cannot be read")
             options.add_option(Option(label, id=draft.draft_id))
         if self._drafts:

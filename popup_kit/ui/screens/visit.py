@@ -13,6 +13,7 @@ from textual.widgets import Footer, Input, Static
 
 from forms import localized
 from forms.engine import describe_range
+from popup_kit import logs
 from popup_kit.ui.widgets import ChoiceBar, ChoiceButton
 
 if TYPE_CHECKING:
@@ -221,6 +222,7 @@ class VisitScreen(Screen[None]):
         try:
             self.app.backend.stop_visit(session, kind, self.app.volunteer)
         except Exception as exc:  # the advice is still shown; the volunteer is told
+            logs.failure("recording a tally failed")
             self.notify(f"Could not record the tally: {exc}", severity="error")
         self.app.visit = None
         self.app.switch_screen(StoppedScreen(kind, session.language))
@@ -378,6 +380,7 @@ class VisitScreen(Screen[None]):
         try:
             backend.save_draft(self.session, self.app.volunteer)
         except Exception as exc:  # the answer stays in memory; the volunteer is told
+            logs.failure("saving a draft failed")
             self.notify(
                 f"Draft not saved ({exc}). The answers are still here; carry on.",
                 title="Draft",
@@ -402,6 +405,7 @@ class VisitScreen(Screen[None]):
                 try:
                     backend.discard_draft(session.draft_id, self.app.volunteer)
                 except Exception as exc:
+                    logs.failure("removing a draft failed")
                     self.notify(f"Draft not removed: {exc}", severity="error")
             self.app.visit = None
             self.app.go_home()

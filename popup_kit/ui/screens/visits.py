@@ -10,6 +10,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
+from popup_kit import logs
 from popup_kit.ui.screens.outcome import LEVEL_TITLES
 from popup_kit.ui.screens.printing import PrintingScreen, show_qr
 
@@ -76,6 +77,7 @@ class VisitListScreen(Screen[None]):
         try:
             visits = backend.service.list_visits(day=day, search=self._search_text())
         except Exception as exc:
+            logs.failure("listing visits failed")
             self.notify(f"Could not list visits: {exc}", severity="error")
             return
         table = self.query_one(DataTable)
@@ -252,6 +254,7 @@ class VisitDetailScreen(PrintingScreen):
             try:
                 backend.service.withdraw_consent(self.visit_id, self.app.volunteer)
             except Exception as exc:
+                logs.failure("recording a withdrawal failed")
                 self.notify(f"Not recorded: {exc}", severity="error")
                 return
             self.notify("Consent withdrawn; contact details removed from this laptop.")
@@ -285,6 +288,7 @@ class VisitDetailScreen(PrintingScreen):
                 try:
                     backend.service.void_visit(self.visit_id, reason, self.app.volunteer)
                 except Exception as exc:
+                    logs.failure("voiding a visit failed")
                     self.notify(f"Not voided: {exc}", severity="error")
                     return
                 self.notify("Visit voided; the record and the reason are kept.")
