@@ -361,6 +361,8 @@ async def test_min_age_from_kit_toml(tmp_path: Any, config: KitConfig, stored: S
         await begin_visit(pilot)
         await answer_until_done(pilot, app, {**SELF_CARE, "age_years": 17})
         assert isinstance(app.screen, StoppedScreen)
+        await pilot.press("enter")  # the volunteer confirms the age: only then counted
+        await pilot.pause()
     assert stored().counts_for_day(NOW_DAY) == {"ineligible": 1}
 
 
