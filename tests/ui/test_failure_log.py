@@ -37,6 +37,7 @@ async def test_a_failed_draft_save_is_logged_without_what_was_typed(
         await start_day(pilot, app)
         await begin_visit(pilot)
         await pilot.press("4", "0")
+        await pilot.pause(0.6)  # a complete number waits a moment for a digit typed ahead
         await pilot.pause()
     raw = booth_log.read_bytes()
     assert b"saving a draft failed" in raw

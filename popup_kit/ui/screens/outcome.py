@@ -437,6 +437,12 @@ class StoppedScreen(Screen[None]):
         yield Static(hint, classes="hint")
         yield Footer()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Only a mistyped age can be undone; a refused consent ends the visit.
+        if action == "back":
+            return self.kind == "ineligible"
+        return True
+
     def action_back(self) -> None:
         session = self.app.visit
         if self.kind != "ineligible" or session is None:
