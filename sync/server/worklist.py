@@ -1,0 +1,552 @@
+"""The clinicians' worklist: which referrals need a call, in what order, by when; and the
+append-only event log of each referral (attempts, decision, closure, notes) from which its
+current state is derived.
+
+A referral is a kit's visit by its referral code, shared with the centre (consent C2, not
+withdrawn, not voided). It needs contact until a decision or a closure is recorded.
+The phone number is shown only where C3 was granted.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from sync.server.store import ServerStore, iso
+
+LEVELS = ("emergency", "urgent", "routine", "self_care")
+LEVEL_NAMES = {
+    "emergency": "Emergency: safety follow-up",
+    "urgent": "Urgent",
+    "routine": "Routine",
+    "self_care": "Self-care call-back",
+}
+ATTEMPT_RESULTS = {
+    "reached": "Reached",
+    "no_answer": "No answer",
+    "wrong_number": "Wrong number",
+    "declined": "Declined",
+}
+CONSERVATIVE = {
+    "advice": "Advice",
+    "self_management": "Self-management",
+    "physiotherapy": "Physiotherapy",
+    "gp": "GP",
+}
+ESCALATED = {
+    "emergency_department": "Emergency department",
+    "urgent_in_person": "Urgent in-person review",
+    "urgent_imaging": "Urgent imaging",
+    "specialist": "Specialist",
+}
+DECISIONS = {**CONSERVATIVE, **ESCALATED}
+KINDS = ("attempt", "decision", "closure", "note")
+MAX_NOTE = 4000
+
+
+class EventRefused(ValueError):
+    """An event the log cannot take (unknown result, missing time...); says why."""
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """How long after its start each level may wait for a first call."""
+
+    emergency: timedelta = timedelta(hours=1)  # from reaching the server
+    urgent: timedelta = timedelta(hours=24)  # from the booth visit
+    routine: timedelta = timedelta(days=7)  # from the booth visit
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str
+    at: datetime
+    recorded_at: datetime
+    user_name: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class State:
+    """What the log says now."""
+
+    attempts: int = 0
+    last_attempt: str | None = None
+    first_contact_at: datetime | None = None
+    decision: str | None = None
+    escalation_arranged_at: datetime | None = None
+    closed_reason: str | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.decision is None and self.closed_reason is None
+
+
+@dataclass(frozen=True)
+class Row:
+    kit_id: str
+    code: str
+    level: str
+    rules: tuple[str, ...]
+    age_band: str
+    language: str
+    booth: str
+    event: str
+    visit_at: datetime
+    received_at: datetime
+    deadline: datetime
+    callback: tuple[datetime, datetime] | None
+    phone: str | None
+    state: State = field(default_factory=State)
+
+    @property
+    def tier(self) -> int:
+        return LEVELS.index(self.level)
+
+    def breached(self, now: datetime) -> bool:
+        return now > self.deadline
+
+    def as_json(self, now: datetime) -> dict[str, Any]:
+        return {
+            "kit_id": self.kit_id,
+            "code": self.code,
+            "level": self.level,
+            "level_name": LEVEL_NAMES[self.level],
+            "rules": list(self.rules),
+            "age_band": self.age_band,
+            "language": self.language,
+            "booth": self.booth,
+            "event": self.event,
+            "visit_at": iso(self.visit_at),
+            "since_visit": duration(now - self.visit_at),
+            "deadline": iso(self.deadline),
+            "time_left": left(self.deadline - now),
+            "breached": self.breached(now),
+            "callback": None if self.callback is None else [iso(t) for t in self.callback],
+            "phone": self.phone,
+            "attempts": self.state.attempts,
+            "last_attempt": self.state.last_attempt,
+        }
+
+
+def duration(span: timedelta) -> str:
+    minutes = max(0, int(span.total_seconds() // 60))
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {mins} min"
+    return f"{mins} min"
+
+
+def left(span: timedelta) -> str:
+    if span < timedelta(0):
+        return f"overdue by {duration(-span)}"
+    return duration(span)
+
+
+def shown(moment: datetime | None) -> str:
+    return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@cache
+def _rule_words() -> dict[str, str]:
+    """Each rule's reason in plain English, from the forms' rule set."""
+    import forms
+
+    path = Path(forms.__file__).with_name("definitions") / "rules.toml"
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    out: dict[str, str] = {}
+    for rule in data.get("rules", []):
+        reason = rule.get("reason")
+        if isinstance(reason, dict) and isinstance(reason.get("en"), str):
+            out[str(rule["id"])] = reason["en"]
+    return out
+
+
+def _rules(outcome: dict[str, Any]) -> tuple[str, ...]:
+    words = _rule_words()
+    fired = {
+        str(f.get("id")): f.get("reason")
+        for f in outcome.get("fired", [])
+        if isinstance(f, dict) and isinstance(f.get("reason"), str)
+    }
+    ids = outcome.get("rules") if isinstance(outcome.get("rules"), list) else list(fired)
+    return tuple(words.get(str(i)) or fired.get(str(i)) or str(i) for i in ids or [])
+
+
+def age_band(age: Any) -> str:
+    if isinstance(age, bool) or not isinstance(age, int):
+        return "unknown"
+    for top, band in ((29, "16-29"), (49, "30-49"), (69, "50-69")):
+        if age <= top:
+            return band
+    return "70+"
+
+
+@dataclass
+class _Visit:
+    kit_id: str
+    visit_id: str
+    code: str
+    version: int
+    body: dict[str, Any]
+    first_received: str
+    created_at: str
+
+
+def _visits(store: ServerStore, kit_id: str | None = None, code: str | None = None) -> list[_Visit]:
+    """The latest version of each visit that names a referral code."""
+    sql = (
+        "SELECT kit_id, visit_id, referral_code, visit_version, body, received_at, created_at "
+        "FROM record WHERE record_type = 'visit' AND referral_code IS NOT NULL "
+        "AND visit_id IS NOT NULL AND scrubbed_at IS NULL"
+    )
+    params: dict[str, Any] = {}
+    if kit_id is not None:
+        sql += " AND kit_id = :k AND referral_code = :c"
+        params = {"k": kit_id, "c": code}
+    latest: dict[tuple[str, str], _Visit] = {}
+    with store.engine.connect() as conn:
+        for kit, visit_id, ref, version, body, received, created in conn.execute(text(sql), params):
+            key = (kit, visit_id)
+            seen = latest.get(key)
+            version = int(version or 0)
+            if seen is None:
+                latest[key] = _Visit(kit, visit_id, ref, version, {}, received, created)
+                latest[key].body = json.loads(body)
+                continue
+            seen.first_received = min(seen.first_received, received)
+            if (version, created) > (seen.version, seen.created_at):
+                seen.version, seen.created_at, seen.code = version, created, ref
+                seen.body = json.loads(body)
+    return list(latest.values())
+
+
+def _consents(
+    store: ServerStore, kit_id: str | None = None, visit_id: str | None = None
+) -> dict[tuple[str, str], dict[str, bool]]:
+    """The consent items each visit holds now: the latest event naming an item wins."""
+    sql = (
+        "SELECT kit_id, visit_id, body FROM record WHERE record_type = 'consent' "
+        "AND scrubbed_at IS NULL"
+    )
+    params: dict[str, Any] = {}
+    if kit_id is not None:
+        sql += " AND kit_id = :k AND visit_id = :v"
+        params = {"k": kit_id, "v": visit_id}
+    sql += " ORDER BY created_at, record_id"
+    out: dict[tuple[str, str], dict[str, bool]] = {}
+    with store.engine.connect() as conn:
+        for kit, visit, body in conn.execute(text(sql), params):
+            items = json.loads(body).get("items")
+            if isinstance(items, dict):
+                held = out.setdefault((kit, visit), {})
+                for key in ("c2", "c3"):
+                    if key in items:
+                        held[key] = items[key] is True
+    return out
+
+
+def _withdrawn(store: ServerStore) -> set[tuple[str, str]]:
+    with store.engine.connect() as conn:
+        return {(k, v) for k, v in conn.execute(text("SELECT kit_id, visit_id FROM withdrawal"))}
+
+
+def _events(
+    store: ServerStore, kit_id: str | None = None, code: str | None = None
+) -> dict[tuple[str, str], list[Event]]:
+    sql = "SELECT kit_id, referral_code, kind, at, recorded_at, user_name, data FROM referral_event"
+    params: dict[str, Any] = {}
+    if kit_id is not None:
+        sql += " WHERE kit_id = :k AND referral_code = :c"
+        params = {"k": kit_id, "c": code}
+    sql += " ORDER BY id"
+    out: dict[tuple[str, str], list[Event]] = {}
+    with store.engine.connect() as conn:
+        for kit, ref, kind, at, recorded, user, data in conn.execute(text(sql), params):
+            out.setdefault((kit, ref), []).append(
+                Event(kind, _utc(at), _utc(recorded), user, json.loads(data))
+            )
+    return out
+
+
+def _callbacks(
+    store: ServerStore, kit_id: str | None = None, code: str | None = None
+) -> dict[tuple[str, str], tuple[datetime, datetime]]:
+    """Each referral's latest call-back request window."""
+    sql = "SELECT kit_id, referral_code, window_start, window_end FROM callback_request"
+    params: dict[str, Any] = {}
+    if kit_id is not None:
+        sql += " WHERE kit_id = :k AND referral_code = :c"
+        params = {"k": kit_id, "c": code}
+    sql += " ORDER BY id"
+    with store.engine.connect() as conn:
+        return {
+            (k, c): (_utc(start), _utc(end)) for k, c, start, end in conn.execute(text(sql), params)
+        }
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _utc(value: str) -> datetime:
+    moment = parse_time(value)
+    if moment is None:  # pragma: no cover - the server writes every time itself
+        raise ValueError(f"unreadable time {value!r}")
+    return moment
+
+
+def derive(events: Iterable[Event]) -> State:
+    """The referral's state now, from its log in order."""
+    attempts, last, first, decision, arranged, closed = 0, None, None, None, None, None
+    for e in events:
+        if e.kind == "attempt":
+            attempts += 1
+            last = str(e.data.get("result"))
+            if last == "reached" and first is None:
+                first = e.at
+        elif e.kind == "decision":
+            decision = str(e.data.get("decision"))
+            arranged = parse_time(e.data.get("escalation_arranged_at"))
+        elif e.kind == "closure":
+            closed = str(e.data.get("reason"))
+    return State(attempts, last, first, decision, arranged, closed)
+
+
+def _row(
+    visit: _Visit,
+    consent: dict[str, bool],
+    withdrawn: bool,
+    callback: tuple[datetime, datetime] | None,
+    events: list[Event],
+    deadlines: Deadlines,
+) -> Row | None:
+    body = visit.body
+    outcome = _dict(body.get("outcome"))
+    level = outcome.get("triage")
+    if (
+        withdrawn
+        or body.get("status") == "void"
+        or not consent.get("c2", False)
+        or level not in LEVELS
+        or (level == "self_care" and callback is None)
+    ):
+        return None
+    received = _utc(visit.first_received)
+    visit_at = (
+        parse_time(body.get("visit_created_at"))
+        or parse_time(body.get("created_at"))
+        or _utc(visit.created_at)
+    )
+    if level == "emergency":
+        deadline = received + deadlines.emergency
+    elif level == "urgent":
+        deadline = visit_at + deadlines.urgent
+    elif level == "routine":
+        deadline = visit_at + deadlines.routine
+    else:
+        assert callback is not None
+        deadline = callback[1]
+    if callback is not None and level in ("urgent", "routine"):
+        deadline = min(deadline, callback[1])
+    answers = _dict(body.get("answers"))
+    contact = _dict(body.get("contact"))
+    phone = contact.get("phone") if consent.get("c3", False) else None
+    booth = body.get("booth")
+    event = body.get("event")
+    language = body.get("language")
+    return Row(
+        kit_id=visit.kit_id,
+        code=visit.code,
+        level=level,
+        rules=_rules(outcome),
+        age_band=age_band(answers.get("age_years", body.get("age_years"))),
+        language=language if isinstance(language, str) else "en",
+        booth=booth if isinstance(booth, str) and booth else visit.kit_id,
+        event=event if isinstance(event, str) else "",
+        visit_at=visit_at,
+        received_at=received,
+        deadline=deadline,
+        callback=callback,
+        phone=phone if isinstance(phone, str) and phone else None,
+        state=derive(events),
+    )
+
+
+@dataclass(frozen=True)
+class Filters:
+    booth: str = ""
+    event: str = ""
+    day: str = ""  # YYYY-MM-DD of the visit, UTC
+
+    def keep(self, row: Row) -> bool:
+        return (
+            (not self.booth or row.booth == self.booth)
+            and (not self.event or row.event == self.event)
+            and (not self.day or row.visit_at.astimezone(UTC).date().isoformat() == self.day)
+        )
+
+
+def order_key(row: Row) -> tuple[int, datetime, datetime, str, str]:
+    return (row.tier, row.deadline, row.visit_at, row.kit_id, row.code)
+
+
+def worklist(store: ServerStore, deadlines: Deadlines, filters: Filters | None = None) -> list[Row]:
+    """Every open referral: by tier, then contact-by deadline, then age (oldest first)."""
+    filters = filters or Filters()
+    consents = _consents(store)
+    withdrawn = _withdrawn(store)
+    callbacks = _callbacks(store)
+    events = _events(store)
+    rows = []
+    for visit in _visits(store):
+        key = (visit.kit_id, visit.visit_id)
+        ref = (visit.kit_id, visit.code)
+        row = _row(
+            visit,
+            consents.get(key, {}),
+            key in withdrawn,
+            callbacks.get(ref),
+            events.get(ref, []),
+            deadlines,
+        )
+        if row is not None and row.state.open and filters.keep(row):
+            rows.append(row)
+    return sorted(rows, key=order_key)
+
+
+@dataclass(frozen=True)
+class Detail:
+    row: Row
+    events: list[Event]
+
+
+def referral(store: ServerStore, deadlines: Deadlines, kit_id: str, code: str) -> Detail | None:
+    """One shared referral with its log (open or not); None when it is not shared."""
+    visits = _visits(store, kit_id, code)
+    if not visits:
+        return None
+    visit = max(visits, key=lambda v: (v.version, v.created_at))
+    key = (kit_id, visit.visit_id)
+    withdrawn = key in _withdrawn(store)
+    events = _events(store, kit_id, code).get((kit_id, code), [])
+    callback = _callbacks(store, kit_id, code).get((kit_id, code))
+    consent = _consents(store, kit_id, visit.visit_id).get(key, {})
+    row = _row(visit, consent, withdrawn, callback, events, deadlines)
+    if row is None:
+        return None
+    return Detail(row, events)
+
+
+def record_event(
+    store: ServerStore,
+    kit_id: str,
+    code: str,
+    kind: str,
+    user_name: str,
+    data: dict[str, Any],
+    at: datetime | None = None,
+) -> Event:
+    """Append one event to the referral's log (nothing in the log is ever changed)."""
+    now = store.clock()
+    at = at or now
+    checked = _check(kind, data, now)
+    if at > now + timedelta(minutes=5):
+        raise EventRefused("the time of an event cannot be in the future")
+    with store.engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
+        conn.execute(
+            text(
+                "INSERT INTO referral_event (kit_id, referral_code, kind, at, recorded_at, "
+                "user_name, data) VALUES (:k, :c, :kind, :at, :r, :u, :d)"
+            ),
+            {
+                "k": kit_id,
+                "c": code,
+                "kind": kind,
+                "at": iso(at),
+                "r": iso(now),
+                "u": user_name,
+                "d": json.dumps(checked, sort_keys=True),
+            },
+        )
+    return Event(kind, at, now, user_name, checked)
+
+
+def _check(kind: str, data: dict[str, Any], now: datetime) -> dict[str, Any]:
+    note = str(data.get("note") or "").strip()
+    if len(note) > MAX_NOTE:
+        raise EventRefused(f"a note holds at most {MAX_NOTE} characters")
+    if kind == "attempt":
+        result = data.get("result")
+        if result not in ATTEMPT_RESULTS:
+            raise EventRefused("an attempt's result must be one of " + ", ".join(ATTEMPT_RESULTS))
+        return {"result": result, "note": note}
+    if kind == "decision":
+        decision = data.get("decision")
+        if decision not in DECISIONS:
+            raise EventRefused("the decision must be one of " + ", ".join(DECISIONS))
+        out: dict[str, Any] = {"decision": decision, "note": note}
+        if decision in ESCALATED:
+            arranged = data.get("escalation_arranged_at")
+            moment = arranged if isinstance(arranged, datetime) else parse_time(arranged)
+            if moment is None:
+                raise EventRefused("an escalation needs the time it was arranged")
+            if moment > now + timedelta(minutes=5):
+                raise EventRefused("the time the escalation was arranged cannot be in the future")
+            out["escalation_arranged_at"] = iso(moment)
+        return out
+    if kind == "closure":
+        reason = str(data.get("reason") or "").strip()
+        if not reason:
+            raise EventRefused("a closure needs its reason")
+        if len(reason) > 500:
+            raise EventRefused("a closure's reason holds at most 500 characters")
+        return {"reason": reason, "note": note}
+    if kind == "note":
+        if not note:
+            raise EventRefused("a note cannot be empty")
+        return {"note": note}
+    raise EventRefused(f"unknown event kind {kind!r}")
+
+
+def request_callback(
+    store: ServerStore, kit_id: str, code: str, window_start: datetime, window_end: datetime
+) -> None:
+    """An attendee's call-back request for a time window (the attendee's page calls this)."""
+    if window_end <= window_start:
+        raise ValueError("a call-back window must end after it starts")
+    with store.engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
+        conn.execute(
+            text(
+                "INSERT INTO callback_request (kit_id, referral_code, requested_at, "
+                "window_start, window_end) VALUES (:k, :c, :t, :s, :e)"
+            ),
+            {
+                "k": kit_id,
+                "c": code,
+                "t": iso(store.clock()),
+                "s": iso(window_start),
+                "e": iso(window_end),
+            },
+        )
