@@ -20,6 +20,8 @@ from typing import Any
 
 from sqlalchemy import text
 
+from forms.engine import fill
+
 from sync.server.store import ServerStore, iso
 
 LEVELS = ("emergency", "urgent", "routine", "self_care")
@@ -128,9 +130,13 @@ class Row:
             "visit_at": iso(self.visit_at),
             "since_visit": duration(now - self.visit_at),
             "deadline": iso(self.deadline),
+            "deadline_shown": shown(self.deadline),
             "time_left": left(self.deadline - now),
             "breached": self.breached(now),
             "callback": None if self.callback is None else [iso(t) for t in self.callback],
+            "callback_shown": (
+                None if self.callback is None else " to ".join(shown(t) for t in self.callback)
+            ),
             "phone": self.phone,
             "attempts": self.state.attempts,
             "last_attempt": self.state.last_attempt,
@@ -169,29 +175,48 @@ def parse_time(value: Any) -> datetime | None:
 
 
 @cache
-def _rule_words() -> dict[str, str]:
-    """Each rule's reason in plain English, from the forms' rule set."""
+def _rule_set() -> tuple[dict[str, str], dict[str, str]]:
+    """Each rule's reason in plain English and the default thresholds, from the forms'
+    rule set."""
     import forms
 
     path = Path(forms.__file__).with_name("definitions") / "rules.toml"
     data = tomllib.loads(path.read_text(encoding="utf-8"))
-    out: dict[str, str] = {}
+    words: dict[str, str] = {}
     for rule in data.get("rules", []):
         reason = rule.get("reason")
         if isinstance(reason, dict) and isinstance(reason.get("en"), str):
-            out[str(rule["id"])] = reason["en"]
-    return out
+            words[str(rule["id"])] = reason["en"]
+    thresholds = {str(k): str(v) for k, v in data.get("thresholds", {}).items()}
+    return words, thresholds
+
+
+def _thresholds(ruleset_version: Any) -> dict[str, str]:
+    """The thresholds a visit was screened with: the defaults, with the kit's overrides
+    that its ruleset version carries ("2026.11-1+night_pain_age=55")."""
+    values = dict(_rule_set()[1])
+    if isinstance(ruleset_version, str) and "+" in ruleset_version:
+        for item in ruleset_version.split("+", 1)[1].split(","):
+            name, sep, value = item.partition("=")
+            if sep and name in values and value.isdigit():
+                values[name] = value
+    return values
 
 
 def _rules(outcome: dict[str, Any]) -> tuple[str, ...]:
-    words = _rule_words()
+    words = _rule_set()[0]
+    values = _thresholds(outcome.get("ruleset_version"))
     fired = {
         str(f.get("id")): f.get("reason")
         for f in outcome.get("fired", [])
         if isinstance(f, dict) and isinstance(f.get("reason"), str)
     }
     ids = outcome.get("rules") if isinstance(outcome.get("rules"), list) else list(fired)
-    return tuple(words.get(str(i)) or fired.get(str(i)) or str(i) for i in ids or [])
+    out = []
+    for rule_id in ids or []:
+        known = words.get(str(rule_id))
+        out.append(fill(known, values) if known else fired.get(str(rule_id)) or str(rule_id))
+    return tuple(out)
 
 
 def age_band(age: Any) -> str:

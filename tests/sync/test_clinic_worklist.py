@@ -273,3 +273,12 @@ def test_pages_carry_a_csp_that_allows_only_this_server(clinic: Clinic) -> None:
     script = web.get(clinic.url + "/static/worklist.js", timeout=10)
     assert script.status_code == 200 and "worklist.json" in script.text
     assert web.get(clinic.url + "/static/../app.py", timeout=10).status_code == 404
+
+
+def test_fired_rules_in_plain_words_with_the_kits_thresholds() -> None:
+    default = wl._rules({"rules": ["UR10"], "ruleset_version": "2026.11-1"})
+    assert default == ("Constant pain that wakes you at night, over the age of 50",)
+    stamped = wl._rules(
+        {"rules": ["UR10", "ZZ9"], "ruleset_version": "2026.11-1+night_pain_age=55"}
+    )
+    assert stamped == ("Constant pain that wakes you at night, over the age of 55", "ZZ9")

@@ -38,6 +38,7 @@ templates = Environment(
 )
 templates.globals.update(
     shown=wl.shown,
+    parse_time=wl.parse_time,
     level_names=wl.LEVEL_NAMES,
     attempt_results=wl.ATTEMPT_RESULTS,
     conservative=wl.CONSERVATIVE,

@@ -42,7 +42,11 @@
         due.appendChild(late);
       }
       due.appendChild(document.createTextNode(r.time_left));
-      cell(tr, r.callback ? r.callback[0] + " to " + r.callback[1] : "none");
+      due.appendChild(document.createElement("br"));
+      var when = document.createElement("small");
+      when.textContent = r.deadline_shown;
+      due.appendChild(when);
+      cell(tr, r.callback_shown || "none");
       cell(tr, r.phone || "not shared");
       cell(tr, String(r.attempts) + (r.last_attempt ? " (" + r.last_attempt.replace("_", " ") + ")" : ""));
       fresh.appendChild(tr);
