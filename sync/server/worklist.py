@@ -21,7 +21,6 @@ from typing import Any
 from sqlalchemy import text
 
 from forms.engine import fill
-
 from sync.server.store import ServerStore, iso
 
 LEVELS = ("emergency", "urgent", "routine", "self_care")
