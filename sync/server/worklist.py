@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import tomllib
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -203,16 +204,26 @@ def _thresholds(ruleset_version: Any) -> dict[str, str]:
 
 
 def _rules(outcome: dict[str, Any]) -> tuple[str, ...]:
-    words = _rule_set()[0]
-    values = _thresholds(outcome.get("ruleset_version"))
-    fired = {
-        str(f.get("id")): f.get("reason")
+    fired = tuple(
+        (str(f.get("id")), f.get("reason"))
         for f in outcome.get("fired", [])
         if isinstance(f, dict) and isinstance(f.get("reason"), str)
-    }
-    ids = outcome.get("rules") if isinstance(outcome.get("rules"), list) else list(fired)
+    )
+    listed = outcome.get("rules")
+    ids = tuple(str(i) for i in listed) if isinstance(listed, list) else tuple(i for i, _ in fired)
+    version = outcome.get("ruleset_version")
+    return _words(ids, version if isinstance(version, str) else "", fired)
+
+
+@lru_cache(maxsize=4096)
+def _words(
+    ids: tuple[str, ...], ruleset_version: str, fired_reasons: tuple[tuple[str, str], ...]
+) -> tuple[str, ...]:
+    words = _rule_set()[0]
+    values = _thresholds(ruleset_version)
+    fired = dict(fired_reasons)
     out = []
-    for rule_id in ids or []:
+    for rule_id in ids:
         known = words.get(str(rule_id))
         out.append(fill(known, values) if known else fired.get(str(rule_id)) or str(rule_id))
     return tuple(out)
@@ -233,16 +244,52 @@ class _Visit:
     visit_id: str
     code: str
     version: int
-    body: dict[str, Any]
+    record_id: str
     first_received: str
     created_at: str
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+class _Bodies:
+    """Parsed bodies by record id. A stored record never changes (a withdrawal scrubs it,
+    and the queries leave scrubbed records out), so each body is parsed once per process;
+    ids no longer asked for are dropped at each full read."""
+
+    def __init__(self) -> None:
+        self.parsed: dict[str, dict[str, Any]] = {}
+
+    def get(self, store: ServerStore, ids: list[str], *, full: bool) -> dict[str, dict[str, Any]]:
+        missing = [i for i in ids if i not in self.parsed]
+        with store.engine.connect() as conn:
+            for start in range(0, len(missing), 500):
+                chunk = missing[start : start + 500]
+                marks = ", ".join(f":r{n}" for n in range(len(chunk)))
+                for rid, body in conn.execute(
+                    text(f"SELECT record_id, body FROM record WHERE record_id IN ({marks})"),
+                    {f"r{n}": rid for n, rid in enumerate(chunk)},
+                ):
+                    self.parsed[rid] = json.loads(body)
+        found = {i: self.parsed[i] for i in ids if i in self.parsed}
+        if full:
+            self.parsed = dict(found)
+        return found
+
+
+_BODIES: weakref.WeakKeyDictionary[ServerStore, _Bodies] = weakref.WeakKeyDictionary()
+
+
+def _bodies(store: ServerStore, ids: list[str], *, full: bool) -> dict[str, dict[str, Any]]:
+    cache = _BODIES.get(store)
+    if cache is None:
+        cache = _BODIES[store] = _Bodies()
+    return cache.get(store, ids, full=full)
 
 
 def _visits(store: ServerStore, kit_id: str | None = None, code: str | None = None) -> list[_Visit]:
     """The latest version of each visit that names a referral code."""
     sql = (
-        "SELECT kit_id, visit_id, referral_code, visit_version, body, received_at, created_at "
-        "FROM record WHERE record_type = 'visit' AND referral_code IS NOT NULL "
+        "SELECT kit_id, visit_id, referral_code, visit_version, record_id, received_at, "
+        "created_at FROM record WHERE record_type = 'visit' AND referral_code IS NOT NULL "
         "AND visit_id IS NOT NULL AND scrubbed_at IS NULL"
     )
     params: dict[str, Any] = {}
@@ -251,19 +298,26 @@ def _visits(store: ServerStore, kit_id: str | None = None, code: str | None = No
         params = {"k": kit_id, "c": code}
     latest: dict[tuple[str, str], _Visit] = {}
     with store.engine.connect() as conn:
-        for kit, visit_id, ref, version, body, received, created in conn.execute(text(sql), params):
+        for kit, visit_id, ref, version, rid, received, created in conn.execute(text(sql), params):
             key = (kit, visit_id)
             seen = latest.get(key)
             version = int(version or 0)
             if seen is None:
-                latest[key] = _Visit(kit, visit_id, ref, version, {}, received, created)
-                latest[key].body = json.loads(body)
+                latest[key] = _Visit(kit, visit_id, ref, version, rid, received, created)
                 continue
             seen.first_received = min(seen.first_received, received)
             if (version, created) > (seen.version, seen.created_at):
-                seen.version, seen.created_at, seen.code = version, created, ref
-                seen.body = json.loads(body)
-    return list(latest.values())
+                seen.version, seen.created_at, seen.code, seen.record_id = (
+                    version,
+                    created,
+                    ref,
+                    rid,
+                )
+    visits = list(latest.values())
+    bodies = _bodies(store, [v.record_id for v in visits], full=kit_id is None)
+    for visit in visits:
+        visit.body = bodies.get(visit.record_id, {})
+    return visits
 
 
 def _consents(
@@ -271,7 +325,7 @@ def _consents(
 ) -> dict[tuple[str, str], dict[str, bool]]:
     """The consent items each visit holds now: the latest event naming an item wins."""
     sql = (
-        "SELECT kit_id, visit_id, body FROM record WHERE record_type = 'consent' "
+        "SELECT kit_id, visit_id, record_id FROM record WHERE record_type = 'consent' "
         "AND scrubbed_at IS NULL"
     )
     params: dict[str, Any] = {}
@@ -279,16 +333,28 @@ def _consents(
         sql += " AND kit_id = :k AND visit_id = :v"
         params = {"k": kit_id, "v": visit_id}
     sql += " ORDER BY created_at, record_id"
-    out: dict[tuple[str, str], dict[str, bool]] = {}
     with store.engine.connect() as conn:
-        for kit, visit, body in conn.execute(text(sql), params):
-            items = json.loads(body).get("items")
-            if isinstance(items, dict):
-                held = out.setdefault((kit, visit), {})
-                for key in ("c2", "c3"):
-                    if key in items:
-                        held[key] = items[key] is True
+        listed = [(k, v, r) for k, v, r in conn.execute(text(sql), params)]
+    bodies = _consent_bodies(store, [r for _, _, r in listed], full=kit_id is None)
+    out: dict[tuple[str, str], dict[str, bool]] = {}
+    for kit, visit, rid in listed:
+        items = bodies.get(rid, {}).get("items")
+        if isinstance(items, dict):
+            held = out.setdefault((kit, visit), {})
+            for key in ("c2", "c3"):
+                if key in items:
+                    held[key] = items[key] is True
     return out
+
+
+_CONSENT_BODIES: weakref.WeakKeyDictionary[ServerStore, _Bodies] = weakref.WeakKeyDictionary()
+
+
+def _consent_bodies(store: ServerStore, ids: list[str], *, full: bool) -> dict[str, dict[str, Any]]:
+    cache = _CONSENT_BODIES.get(store)
+    if cache is None:
+        cache = _CONSENT_BODIES[store] = _Bodies()
+    return cache.get(store, ids, full=full)
 
 
 def _withdrawn(store: ServerStore) -> set[tuple[str, str]]:
@@ -436,9 +502,39 @@ def order_key(row: Row) -> tuple[int, datetime, datetime, str, str]:
     return (row.tier, row.deadline, row.visit_at, row.kit_id, row.code)
 
 
+def _data_version(store: ServerStore) -> tuple[Any, ...]:
+    """Changes whenever anything the worklist is made from changes: a record arrives or is
+    scrubbed, an event is logged, a call-back is requested."""
+    with store.engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT (SELECT COUNT(*) FROM record), (SELECT MAX(received_at) FROM record), "
+                "(SELECT COUNT(*) FROM record WHERE scrubbed_at IS NOT NULL), "
+                "(SELECT MAX(id) FROM referral_event), (SELECT MAX(id) FROM callback_request), "
+                "(SELECT COUNT(*) FROM withdrawal)"
+            )
+        ).one()
+    return tuple(row)
+
+
+_LISTS: weakref.WeakKeyDictionary[ServerStore, tuple[Any, list[Row]]] = weakref.WeakKeyDictionary()
+
+
 def worklist(store: ServerStore, deadlines: Deadlines, filters: Filters | None = None) -> list[Row]:
-    """Every open referral: by tier, then contact-by deadline, then age (oldest first)."""
+    """Every open referral: by tier, then contact-by deadline, then age (oldest first).
+    Worked out again only when its sources have changed since the last time."""
     filters = filters or Filters()
+    key = (_data_version(store), deadlines)
+    cached = _LISTS.get(store)
+    if cached is not None and cached[0] == key:
+        rows = cached[1]
+    else:
+        rows = _worklist(store, deadlines)
+        _LISTS[store] = (key, rows)
+    return [r for r in rows if filters.keep(r)]
+
+
+def _worklist(store: ServerStore, deadlines: Deadlines) -> list[Row]:
     consents = _consents(store)
     withdrawn = _withdrawn(store)
     callbacks = _callbacks(store)
@@ -455,7 +551,7 @@ def worklist(store: ServerStore, deadlines: Deadlines, filters: Filters | None =
             events.get(ref, []),
             deadlines,
         )
-        if row is not None and row.state.open and filters.keep(row):
+        if row is not None and row.state.open:
             rows.append(row)
     return sorted(rows, key=order_key)
 

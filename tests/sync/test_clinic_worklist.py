@@ -282,3 +282,22 @@ def test_fired_rules_in_plain_words_with_the_kits_thresholds() -> None:
         {"rules": ["UR10", "ZZ9"], "ruleset_version": "2026.11-1+night_pain_age=55"}
     )
     assert stamped == ("Constant pain that wakes you at night, over the age of 55", "ZZ9")
+
+
+def test_long_lists_come_in_pages_in_one_order(clinic: Clinic) -> None:
+    kit = enroll_kit(clinic.live)
+    records: list[dict[str, Any]] = []
+    for i in range(130):
+        visit_at = NOW - timedelta(minutes=10 * i)
+        records += referral_records(kit.kit_id, f"PAGE-{i:04d}", visit_at=visit_at)
+    send(clinic, kit, records)
+    web = sign_in(clinic, "dana")
+    first = web.get(clinic.url + "/worklist.json", timeout=10).json()
+    second = web.get(clinic.url + "/worklist.json", params={"page": "2"}, timeout=10).json()
+    assert (first["total"], first["pages"], len(first["rows"])) == (130, 2, 100)
+    assert (second["page"], len(second["rows"])) == (2, 30)
+    codes = [r["code"] for r in first["rows"] + second["rows"]]
+    assert codes == [f"PAGE-{i:04d}" for i in reversed(range(130))]  # oldest visit first
+    page = web.get(clinic.url + "/", params={"page": "2"}, timeout=10).text
+    assert "Rows 101 to 130 of 130" in page and 'data-query="page=2"' in page
+    assert "PAGE-0029" in page and "PAGE-0030" not in page

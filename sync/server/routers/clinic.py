@@ -29,6 +29,8 @@ COOKIE = "popup_kit_session"
 _HERE = Path(__file__).resolve().parent.parent
 STATIC = _HERE / "static"
 _MAX_FORM = 16 * 1024
+# Rows a worklist page shows: a clinician works from the top; the rest are pages on.
+PAGE_ROWS = 100
 
 templates = Environment(
     loader=FileSystemLoader(_HERE / "templates"),
@@ -189,6 +191,14 @@ def _filters(request: Request) -> wl.Filters:
     return wl.Filters(booth=q.get("booth", "")[:80], event=q.get("event", "")[:200], day=day)
 
 
+def _page_number(request: Request, rows: int) -> tuple[int, int]:
+    """The page asked for (1-based, within range) and the number of pages."""
+    pages = max(1, -(-rows // PAGE_ROWS))
+    raw = request.query_params.get("page", "1")
+    number = int(raw) if raw.isdigit() and len(raw) < 6 else 1
+    return min(max(1, number), pages), pages
+
+
 @router.get("/", response_class=HTMLResponse)
 def worklist_page(
     request: Request, accounts: AccountsDep, settings: Settings, store: Store
@@ -197,18 +207,27 @@ def worklist_page(
     filters = _filters(request)
     now = store.clock()
     everything = wl.worklist(store, deadlines_of(settings))
-    rows = [r for r in everything if filters.keep(r)]
+    matching = [r for r in everything if filters.keep(r)]
+    number, pages = _page_number(request, len(matching))
+    rows = matching[(number - 1) * PAGE_ROWS : number * PAGE_ROWS]
+    chosen = {k: v for k, v in vars(filters).items() if v}
     accounts.audit(session.user, "view_worklist", None, None, {"rows": len(rows)})
     return _page(
         "worklist.html",
         session=session,
         rows=rows,
+        total=len(matching),
+        breached=sum(1 for r in matching if r.breached(now)),
+        page=number,
+        pages=pages,
+        first=(number - 1) * PAGE_ROWS,
         now=now,
         filters=filters,
         booths=sorted({r.booth for r in everything}),
         events=sorted({r.event for r in everything if r.event}),
         days=sorted({r.visit_at.astimezone(UTC).date().isoformat() for r in everything}),
-        query=urlencode({k: v for k, v in vars(filters).items() if v}),
+        query=urlencode(chosen),
+        page_query=urlencode({**chosen, **({"page": number} if number > 1 else {})}),
     )
 
 
@@ -219,9 +238,18 @@ def worklist_json(
     _signed_in(request, accounts, json=True)
     now = store.clock()
     # The page's own 30-second refresh: the page view it belongs to is in the audit.
-    rows = wl.worklist(store, deadlines_of(settings), _filters(request))
+    matching = wl.worklist(store, deadlines_of(settings), _filters(request))
+    number, pages = _page_number(request, len(matching))
+    rows = matching[(number - 1) * PAGE_ROWS : number * PAGE_ROWS]
     return JSONResponse(
-        {"now": wl.shown(now), "rows": [r.as_json(now) for r in rows]},
+        {
+            "now": wl.shown(now),
+            "total": len(matching),
+            "breached": sum(1 for r in matching if r.breached(now)),
+            "page": number,
+            "pages": pages,
+            "rows": [r.as_json(now) for r in rows],
+        },
         headers={"Cache-Control": "no-store"},
     )
 

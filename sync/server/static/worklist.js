@@ -58,7 +58,10 @@
       fresh.appendChild(tr);
     }
     body.replaceChildren(fresh);
-    document.getElementById("count").textContent = String(data.rows.length);
+    document.getElementById("count").textContent = String(data.total);
+    document.getElementById("breached-count").textContent = data.breached
+      ? String(data.breached) + " breached"
+      : "";
     document.getElementById("updated").textContent = data.now;
   }
 
