@@ -17,6 +17,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -87,10 +88,14 @@ def seed(store: ServerStore, n: int) -> None:
         )
 
 
-def measure(url: str, web: Any, runs: int) -> tuple[float, float, int]:
+def measure(
+    url: str, web: Any, runs: int, between: Callable[[], None] | None = None
+) -> tuple[float, float, int]:
     times = []
     size = 0
     for i in range(runs + 2):
+        if between is not None:
+            between()
         started = time.perf_counter()
         response = web.get(url, timeout=120)
         elapsed = (time.perf_counter() - started) * 1000
@@ -112,11 +117,24 @@ def run(db_url: str, n: int, runs: int) -> dict[str, tuple[float, float, int]]:
         web = sign_in(clinic, "dana")
         started = time.perf_counter()
         for _ in range(5):
-            wl.worklist(clinic.live.store, wl.Deadlines())
+            wl._worklist(clinic.live.store, wl.Deadlines())
         query_ms = (time.perf_counter() - started) * 200
+        store = clinic.live.store
+        first = rows[len(rows) // 2]
+
+        def change() -> None:
+            # Something new in the sources: the next request works the list out again.
+            wl.record_event(store, first.kit_id, first.code, "note", "dana", {"note": "n"})
+
         page = measure(clinic.url + "/", web, runs)
+        changed = measure(clinic.url + "/", web, runs, change)
         data = measure(clinic.url + "/worklist.json", web, runs)
-        return {"page": page, "json": data, "query": (query_ms, query_ms, 0)}
+        return {
+            "page": page,
+            "changed": changed,
+            "json": data,
+            "query": (query_ms, query_ms, 0),
+        }
 
 
 def main() -> None:
@@ -132,22 +150,31 @@ def main() -> None:
     p50, p95, size = big["page"]
     b50, b95, bsize = small["page"]
     j50, j95, jsize = big["json"]
+    c50, c95, _ = big["changed"]
+    d50, d95, _ = small["changed"]
     ok = "✓" if p95 <= TARGET_P95_MS else "✗"
     print(f"worklist on PostgreSQL, {when}, {args.runs} requests after 2 warm-ups")
     print("| what | figure | baseline in the same run | ratio | target |")
     print("|---|---|---|---|---|")
     print(
-        f"| worklist page, {args.referrals:,} open referrals ({size / 1e6:.1f} MB) | "
+        f"| worklist page (first 100 rows), {args.referrals:,} open referrals "
+        f"({size / 1e3:.0f} kB) | "
         f"p50 {p50:.0f} ms, p95 {p95:.0f} ms | {args.baseline} open referrals "
         f"({bsize / 1e3:.0f} kB): p50 {b50:.0f} ms, p95 {b95:.0f} ms | {p95 / b95:.0f}x | "
         f"p95 ≤ {TARGET_P95_MS:.0f} ms {ok} |"
     )
     print(
-        f"| its 30-second refresh, /clinic/worklist.json ({jsize / 1e6:.1f} MB) | "
+        f"| the same page right after a change (a new event: the list is worked out again) | "
+        f"p50 {c50:.0f} ms, p95 {c95:.0f} ms | {args.baseline}: p50 {d50:.0f} ms, "
+        f"p95 {d95:.0f} ms | {c95 / d95:.0f}x | p95 ≤ {TARGET_P95_MS:.0f} ms "
+        f"{'✓' if c95 <= TARGET_P95_MS else '✗'} |"
+    )
+    print(
+        f"| its 30-second refresh, /clinic/worklist.json ({jsize / 1e3:.0f} kB) | "
         f"p50 {j50:.0f} ms, p95 {j95:.0f} ms | — | — | — |"
     )
     print(
-        f"| of which the worklist query and derivation (in process, mean of 5) | "
+        f"| working the list out from the database, in process (mean of 5) | "
         f"{big['query'][0]:.0f} ms | {args.baseline}: {small['query'][0]:.1f} ms | — | — |"
     )
 

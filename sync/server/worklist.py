@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import tomllib
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache, lru_cache
@@ -247,18 +247,59 @@ class _Visit:
     record_id: str
     first_received: str
     created_at: str
-    body: dict[str, Any] = field(default_factory=dict)
+    facts: _Facts | None = None
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What a visit record says that the worklist shows, read from its body once."""
+
+    level: Any
+    void: bool
+    rules: tuple[str, ...]
+    age_band: str
+    language: str
+    booth: str | None
+    event: str
+    visit_at: datetime | None
+    phone: str | None
+
+
+def _facts(body: dict[str, Any]) -> _Facts:
+    outcome = _dict(body.get("outcome"))
+    answers = _dict(body.get("answers"))
+    phone = _dict(body.get("contact")).get("phone")
+    booth, event, language = body.get("booth"), body.get("event"), body.get("language")
+    return _Facts(
+        level=outcome.get("triage"),
+        void=body.get("status") == "void",
+        rules=_rules(outcome),
+        age_band=age_band(answers.get("age_years", body.get("age_years"))),
+        language=language if isinstance(language, str) else "en",
+        booth=booth if isinstance(booth, str) and booth else None,
+        event=event if isinstance(event, str) else "",
+        visit_at=parse_time(body.get("visit_created_at")) or parse_time(body.get("created_at")),
+        phone=phone if isinstance(phone, str) and phone else None,
+    )
+
+
+def _consent_items(body: dict[str, Any]) -> dict[str, bool]:
+    items = body.get("items")
+    if not isinstance(items, dict):
+        return {}
+    return {key: items[key] is True for key in ("c2", "c3") if key in items}
 
 
 class _Bodies:
-    """Parsed bodies by record id. A stored record never changes (a withdrawal scrubs it,
-    and the queries leave scrubbed records out), so each body is parsed once per process;
-    ids no longer asked for are dropped at each full read."""
+    """What each record's body says, by record id. A stored record never changes (a
+    withdrawal scrubs it, and the queries leave scrubbed records out), so each body is read
+    once per process; ids no longer asked for are dropped at each full read."""
 
-    def __init__(self) -> None:
-        self.parsed: dict[str, dict[str, Any]] = {}
+    def __init__(self, digest: Callable[[dict[str, Any]], Any]) -> None:
+        self.digest = digest
+        self.parsed: dict[str, Any] = {}
 
-    def get(self, store: ServerStore, ids: list[str], *, full: bool) -> dict[str, dict[str, Any]]:
+    def get(self, store: ServerStore, ids: list[str], *, full: bool) -> dict[str, Any]:
         missing = [i for i in ids if i not in self.parsed]
         with store.engine.connect() as conn:
             for start in range(0, len(missing), 500):
@@ -268,7 +309,7 @@ class _Bodies:
                     text(f"SELECT record_id, body FROM record WHERE record_id IN ({marks})"),
                     {f"r{n}": rid for n, rid in enumerate(chunk)},
                 ):
-                    self.parsed[rid] = json.loads(body)
+                    self.parsed[rid] = self.digest(json.loads(body))
         found = {i: self.parsed[i] for i in ids if i in self.parsed}
         if full:
             self.parsed = dict(found)
@@ -278,10 +319,10 @@ class _Bodies:
 _BODIES: weakref.WeakKeyDictionary[ServerStore, _Bodies] = weakref.WeakKeyDictionary()
 
 
-def _bodies(store: ServerStore, ids: list[str], *, full: bool) -> dict[str, dict[str, Any]]:
+def _bodies(store: ServerStore, ids: list[str], *, full: bool) -> dict[str, _Facts]:
     cache = _BODIES.get(store)
     if cache is None:
-        cache = _BODIES[store] = _Bodies()
+        cache = _BODIES[store] = _Bodies(_facts)
     return cache.get(store, ids, full=full)
 
 
@@ -316,7 +357,7 @@ def _visits(store: ServerStore, kit_id: str | None = None, code: str | None = No
     visits = list(latest.values())
     bodies = _bodies(store, [v.record_id for v in visits], full=kit_id is None)
     for visit in visits:
-        visit.body = bodies.get(visit.record_id, {})
+        visit.facts = bodies.get(visit.record_id)
     return visits
 
 
@@ -338,22 +379,19 @@ def _consents(
     bodies = _consent_bodies(store, [r for _, _, r in listed], full=kit_id is None)
     out: dict[tuple[str, str], dict[str, bool]] = {}
     for kit, visit, rid in listed:
-        items = bodies.get(rid, {}).get("items")
-        if isinstance(items, dict):
-            held = out.setdefault((kit, visit), {})
-            for key in ("c2", "c3"):
-                if key in items:
-                    held[key] = items[key] is True
+        items = bodies.get(rid)
+        if items:
+            out.setdefault((kit, visit), {}).update(items)
     return out
 
 
 _CONSENT_BODIES: weakref.WeakKeyDictionary[ServerStore, _Bodies] = weakref.WeakKeyDictionary()
 
 
-def _consent_bodies(store: ServerStore, ids: list[str], *, full: bool) -> dict[str, dict[str, Any]]:
+def _consent_bodies(store: ServerStore, ids: list[str], *, full: bool) -> dict[str, Any]:
     cache = _CONSENT_BODIES.get(store)
     if cache is None:
-        cache = _CONSENT_BODIES[store] = _Bodies()
+        cache = _CONSENT_BODIES[store] = _Bodies(_consent_items)
     return cache.get(store, ids, full=full)
 
 
@@ -432,23 +470,20 @@ def _row(
     events: list[Event],
     deadlines: Deadlines,
 ) -> Row | None:
-    body = visit.body
-    outcome = _dict(body.get("outcome"))
-    level = outcome.get("triage")
+    facts = visit.facts
+    if facts is None:
+        return None
+    level = facts.level
     if (
         withdrawn
-        or body.get("status") == "void"
+        or facts.void
         or not consent.get("c2", False)
         or level not in LEVELS
         or (level == "self_care" and callback is None)
     ):
         return None
     received = _utc(visit.first_received)
-    visit_at = (
-        parse_time(body.get("visit_created_at"))
-        or parse_time(body.get("created_at"))
-        or _utc(visit.created_at)
-    )
+    visit_at = facts.visit_at or _utc(visit.created_at)
     if level == "emergency":
         deadline = received + deadlines.emergency
     elif level == "urgent":
@@ -460,28 +495,25 @@ def _row(
         deadline = callback[1]
     if callback is not None and level in ("urgent", "routine"):
         deadline = min(deadline, callback[1])
-    answers = _dict(body.get("answers"))
-    contact = _dict(body.get("contact"))
-    phone = contact.get("phone") if consent.get("c3", False) else None
-    booth = body.get("booth")
-    event = body.get("event")
-    language = body.get("language")
     return Row(
         kit_id=visit.kit_id,
         code=visit.code,
         level=level,
-        rules=_rules(outcome),
-        age_band=age_band(answers.get("age_years", body.get("age_years"))),
-        language=language if isinstance(language, str) else "en",
-        booth=booth if isinstance(booth, str) and booth else visit.kit_id,
-        event=event if isinstance(event, str) else "",
+        rules=facts.rules,
+        age_band=facts.age_band,
+        language=facts.language,
+        booth=facts.booth or visit.kit_id,
+        event=facts.event,
         visit_at=visit_at,
         received_at=received,
         deadline=deadline,
         callback=callback,
-        phone=phone if isinstance(phone, str) and phone else None,
-        state=derive(events),
+        phone=facts.phone if consent.get("c3", False) else None,
+        state=derive(events) if events else _EMPTY,
     )
+
+
+_EMPTY = State()
 
 
 @dataclass(frozen=True)
