@@ -170,8 +170,12 @@ class Accounts:
     # --- sessions ---------------------------------------------------------------------
 
     def anonymous_session(self) -> Session:
-        """A session with no one signed in: it holds the sign-in form's CSRF token."""
-        return self._new_session(None)
+        """A session with no one signed in: it holds the sign-in form's CSRF token. Anyone
+        can ask for one, so every session already past its idle time is removed here."""
+        cut = iso(self._now() - self.policy.idle)
+        with self._write() as conn, conn.begin():
+            conn.execute(text("DELETE FROM staff_session WHERE last_seen_at < :c"), {"c": cut})
+            return self._new_session(None, conn)
 
     def _new_session(self, user: User | None, conn: Connection | None = None) -> Session:
         sid = secrets.token_urlsafe(32)

@@ -247,3 +247,13 @@ def test_audit_entry_for_each_view_and_change(clinic: Clinic) -> None:
     assert all("voicemail" not in e["detail"] for e in exported.json())
     page_html = cora.get(clinic.url + "/audit", timeout=10).text
     assert "view_referral" in page_html and code in page_html
+
+
+def test_sessions_past_their_idle_time_are_removed(clinic: Clinic) -> None:
+    for _ in range(3):  # anyone can open the sign-in form; each makes a session
+        browser().get(clinic.url + "/signin", timeout=10)
+    sign_in(clinic, "dana")
+    assert len(_sessions(clinic)) == 4  # three forms, and dana's (her form's one ended)
+    clinic.clock.advance(minutes=31)
+    browser().get(clinic.url + "/signin", timeout=10)
+    assert [user for _, user in _sessions(clinic)] == [None]

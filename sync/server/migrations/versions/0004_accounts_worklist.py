@@ -39,6 +39,7 @@ def upgrade() -> None:
             last_seen_at TEXT NOT NULL
         )"""
     )
+    op.execute("CREATE INDEX staff_session_seen ON staff_session(last_seen_at)")
     op.execute(
         f"""CREATE TABLE signin_attempt (
             id {serial},
