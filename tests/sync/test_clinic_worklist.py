@@ -301,3 +301,27 @@ def test_long_lists_come_in_pages_in_one_order(clinic: Clinic) -> None:
     page = web.get(clinic.url + "/", params={"page": "2"}, timeout=10).text
     assert "Rows 101 to 130 of 130" in page and 'data-query="page=2"' in page
     assert "PAGE-0029" in page and "PAGE-0030" not in page
+
+
+def test_two_workers_share_sessions_and_see_each_others_changes(pg_cluster: str) -> None:
+    from tests.support.pg import create_database
+
+    db_url = create_database(pg_cluster)
+    with run_clinic(db_url) as one, run_clinic(db_url) as two:
+        one.accounts.add_user("dana", "clinician", PASSWORD)
+        kit = enroll_kit(one.live)
+        send(one, kit, referral_records(kit.kit_id, "WORK-0000-0001", level="urgent"))
+        web = sign_in(one, "dana")
+        # The session made by the first worker is good on the second.
+        assert [r["code"] for r in _rows(web, two)] == ["WORK-0000-0001"]
+        token = page_csrf(one, web)
+        closed = web.post(
+            two.url + f"/r/{kit.kit_id}/WORK-0000-0001/closure",
+            data={"csrf": token, "reason": "duplicate of another referral"},
+            timeout=10,
+        )
+        assert closed.status_code == 200
+        # The first worker had the list in hand; it sees the closure all the same.
+        assert _rows(web, one) == []
+        send(one, kit, referral_records(kit.kit_id, "WORK-0000-0002", level="routine"))
+        assert [r["code"] for r in _rows(web, two)] == ["WORK-0000-0002"]
