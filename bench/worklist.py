@@ -35,12 +35,23 @@ LEVELS = ("emergency", "urgent", "urgent", "routine", "routine", "routine", "rou
 TARGET_P95_MS = 1000.0
 
 
+KITS = [f"booth-{i}" for i in range(10)]
+
+
 def seed(store: ServerStore, n: int) -> None:
-    kits = [f"booth-{i}" for i in range(10)]
-    for kit in kits:
+    for kit in KITS:
         store.create_enrollment(kit)
+    insert(store, range(n))
+
+
+def seed_one(store: ServerStore, i: int) -> None:
+    insert(store, [i])
+
+
+def insert(store: ServerStore, numbers: Any) -> None:
+    kits = KITS
     rows = []
-    for i in range(n):
+    for i in numbers:
         kit = kits[i % len(kits)]
         visit_id = str(uuid.uuid4())
         code = f"{i:04X}-{uuid.uuid4().hex[:4].upper()}-{uuid.uuid4().hex[:4].upper()}"
@@ -122,16 +133,24 @@ def run(db_url: str, n: int, runs: int) -> dict[str, tuple[float, float, int]]:
         store = clinic.live.store
         first = rows[len(rows) // 2]
 
-        def change() -> None:
-            # Something new in the sources: the next request works the list out again.
+        def note() -> None:
+            # A clinician's entry: the next request derives that referral's state again.
             wl.record_event(store, first.kit_id, first.code, "note", "dana", {"note": "n"})
 
+        added = iter(range(10**6))
+
+        def arrival() -> None:
+            # A new referral from a kit: the next request works the whole list out again.
+            seed_one(store, n + next(added))
+
         page = measure(clinic.url + "/", web, runs)
-        changed = measure(clinic.url + "/", web, runs, change)
+        changed = measure(clinic.url + "/", web, runs, note)
+        arrived = measure(clinic.url + "/", web, runs, arrival)
         data = measure(clinic.url + "/worklist.json", web, runs)
         return {
             "page": page,
             "changed": changed,
+            "arrived": arrived,
             "json": data,
             "query": (query_ms, query_ms, 0),
         }
@@ -152,6 +171,8 @@ def main() -> None:
     j50, j95, jsize = big["json"]
     c50, c95, _ = big["changed"]
     d50, d95, _ = small["changed"]
+    a50, a95, _ = big["arrived"]
+    e50, e95, _ = small["arrived"]
     ok = "✓" if p95 <= TARGET_P95_MS else "✗"
     print(f"worklist on PostgreSQL, {when}, {args.runs} requests after 2 warm-ups")
     print("| what | figure | baseline in the same run | ratio | target |")
@@ -164,10 +185,16 @@ def main() -> None:
         f"p95 ≤ {TARGET_P95_MS:.0f} ms {ok} |"
     )
     print(
-        f"| the same page right after a change (a new event: the list is worked out again) | "
+        f"| the same page right after a clinician's entry (that referral derived again) | "
         f"p50 {c50:.0f} ms, p95 {c95:.0f} ms | {args.baseline}: p50 {d50:.0f} ms, "
         f"p95 {d95:.0f} ms | {c95 / d95:.0f}x | p95 ≤ {TARGET_P95_MS:.0f} ms "
         f"{'✓' if c95 <= TARGET_P95_MS else '✗'} |"
+    )
+    print(
+        f"| the same page right after a new referral arrives (the list worked out again) | "
+        f"p50 {a50:.0f} ms, p95 {a95:.0f} ms | {args.baseline}: p50 {e50:.0f} ms, "
+        f"p95 {e95:.0f} ms | {a95 / e95:.0f}x | p95 ≤ {TARGET_P95_MS:.0f} ms "
+        f"{'✓' if a95 <= TARGET_P95_MS else '✗'} |"
     )
     print(
         f"| its 30-second refresh, /clinic/worklist.json ({jsize / 1e3:.0f} kB) | "

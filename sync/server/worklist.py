@@ -13,7 +13,7 @@ import json
 import tomllib
 import weakref
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache, lru_cache
 from pathlib import Path
@@ -542,28 +542,74 @@ def _data_version(store: ServerStore) -> tuple[Any, ...]:
             text(
                 "SELECT (SELECT COUNT(*) FROM record), (SELECT MAX(received_at) FROM record), "
                 "(SELECT COUNT(*) FROM record WHERE scrubbed_at IS NOT NULL), "
-                "(SELECT MAX(id) FROM referral_event), (SELECT MAX(id) FROM callback_request), "
+                "(SELECT MAX(id) FROM referral_event), (SELECT COUNT(*) FROM referral_event), "
+                "(SELECT MAX(id) FROM callback_request), "
                 "(SELECT COUNT(*) FROM withdrawal)"
             )
         ).one()
     return tuple(row)
 
 
-_LISTS: weakref.WeakKeyDictionary[ServerStore, tuple[Any, list[Row]]] = weakref.WeakKeyDictionary()
+@dataclass
+class _List:
+    version: tuple[Any, ...]
+    deadlines: Deadlines
+    rows: list[Row]
+
+
+_LISTS: weakref.WeakKeyDictionary[ServerStore, _List] = weakref.WeakKeyDictionary()
+_EVENTS = 3  # where the newest event id sits in the data version
 
 
 def worklist(store: ServerStore, deadlines: Deadlines, filters: Filters | None = None) -> list[Row]:
     """Every open referral: by tier, then contact-by deadline, then age (oldest first).
-    Worked out again only when its sources have changed since the last time."""
+    Worked out again only when its sources have changed since the last time; when only
+    the event log has grown, only the referrals with new events are."""
     filters = filters or Filters()
-    key = (_data_version(store), deadlines)
+    version = _data_version(store)
     cached = _LISTS.get(store)
-    if cached is not None and cached[0] == key:
-        rows = cached[1]
-    else:
+    if cached is None or cached.deadlines != deadlines:
         rows = _worklist(store, deadlines)
-        _LISTS[store] = (key, rows)
+    elif cached.version == version:
+        rows = cached.rows
+    else:
+        found = None
+        if _only_events(cached.version, version):
+            grown = version[_EVENTS + 1] - cached.version[_EVENTS + 1]
+            found = _with_new_events(store, cached.rows, cached.version[_EVENTS] or 0, grown)
+        rows = found if found is not None else _worklist(store, deadlines)
+    _LISTS[store] = _List(version, deadlines, rows)
     return [r for r in rows if filters.keep(r)]
+
+
+def _only_events(old: tuple[Any, ...], new: tuple[Any, ...]) -> bool:
+    return old[:_EVENTS] == new[:_EVENTS] and old[_EVENTS + 2 :] == new[_EVENTS + 2 :]
+
+
+def _with_new_events(
+    store: ServerStore, rows: list[Row], since: int, grown: int
+) -> list[Row] | None:
+    """``rows`` with the state of each referral that has events after ``since`` derived
+    again from its whole log; those now decided or closed leave. None when the events
+    after ``since`` are not all the log has gained (ids are handed out before commit, so
+    one may land below ``since``): then the whole list is worked out again."""
+    with store.engine.connect() as conn:
+        newer = conn.execute(
+            text("SELECT kit_id, referral_code FROM referral_event WHERE id > :i"),
+            {"i": since},
+        ).all()
+    if len(newer) != grown:
+        return None
+    touched = {(k, c) for k, c in newer}
+    out = []
+    for row in rows:
+        ref = (row.kit_id, row.code)
+        if ref in touched:
+            row = replace(row, state=derive(_events(store, *ref).get(ref, [])))
+            if not row.state.open:
+                continue
+        out.append(row)
+    return out
 
 
 def _worklist(store: ServerStore, deadlines: Deadlines) -> list[Row]:

@@ -325,3 +325,43 @@ def test_two_workers_share_sessions_and_see_each_others_changes(pg_cluster: str)
         assert _rows(web, one) == []
         send(one, kit, referral_records(kit.kit_id, "WORK-0000-0002", level="routine"))
         assert [r["code"] for r in _rows(web, two)] == ["WORK-0000-0002"]
+
+
+def test_an_event_committed_below_the_newest_id_is_not_missed(sqlite_url: str) -> None:
+    with run_clinic(sqlite_url) as clinic:
+        kit = enroll_kit(clinic.live)
+        send(
+            clinic,
+            kit,
+            referral_records(kit.kit_id, "LATE-0000-000A")
+            + referral_records(kit.kit_id, "LATE-0000-000B"),
+        )
+        store = clinic.live.store
+
+        def close(event_id: int, code: str) -> None:
+            with store.engine.begin() as conn:
+                conn.execute(
+                    text(
+                        "INSERT INTO referral_event (id, kit_id, referral_code, kind, at, "
+                        "recorded_at, user_name, data) VALUES (:i, :k, :c, 'closure', "
+                        ":t, :t, 'dana', :d)"
+                    ),
+                    {
+                        "i": event_id,
+                        "k": kit.kit_id,
+                        "c": code,
+                        "t": wl.iso(NOW),
+                        "d": '{"reason": "r"}',
+                    },
+                )
+
+        def codes() -> list[str]:
+            return [r.code for r in wl.worklist(store, wl.Deadlines())]
+
+        assert codes() == ["LATE-0000-000A", "LATE-0000-000B"]
+        close(10, "LATE-0000-000A")
+        assert codes() == ["LATE-0000-000B"]
+        # Ids are handed out before commit: on PostgreSQL a slower writer's event can land
+        # below the newest id already seen.
+        close(5, "LATE-0000-000B")
+        assert codes() == []
