@@ -102,7 +102,9 @@ def not_shared(code: str, language: str = "en") -> Page:
     )
 
 
-def next_steps(code: str, level: str, language: str, emergency_number: str) -> Page:
+def next_steps(
+    code: str, level: str, language: str, emergency_number: str, *, booth: str | None = None
+) -> Page:
     title, instruction, steps = outcome_texts(level, language, emergency_number)
     box = "box em" if level == "emergency" else "box"
     items = "".join(f"<li>{escape(s)}</li>" for s in steps)
@@ -111,6 +113,7 @@ def next_steps(code: str, level: str, language: str, emergency_number: str) -> P
         f'<div class="{box}"><p class="lead">{escape(instruction)}</p></div>'
         + (f"<ul>{items}</ul>" if items else "")
         + f'<p class="code">{escape(code)}</p>'
+        + (f'<p class="booth">{escape(booth)}</p>' if booth else "")
         + _warning(language)
     )
     return _page(title, content, language=language)

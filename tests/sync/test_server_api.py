@@ -35,7 +35,7 @@ def _marked(response: requests.Response, status: int) -> dict[str, Any]:
 
 def test_health_and_openapi(server: LiveServer) -> None:
     health = _marked(requests.get(server.api("/health"), timeout=10), 200)
-    assert health["status"] == "ok" and health["schema_versions"] == [1]
+    assert health["status"] == "ok" and health["schema_versions"] == [1, 2]
     doc = requests.get(f"{server.url}/openapi.json", timeout=10)
     assert doc.status_code == 200
     assert doc.headers[p.PROTOCOL_HEADER] == "1"
@@ -255,7 +255,11 @@ def test_withdrawal_as_a_consent_event(server: LiveServer) -> None:
     partial["body"] = {**partial["body"], "kind": "withdrawal"}
     partial["body"]["items"] = {**partial["body"]["items"], "c2": False}  # C1 still granted
     ingest(server, kit, [visit, partial])
-    assert "Maria Lopez" in json.dumps(server.store.record_body(visit["record_id"]))
+    # Refusing C2 is no withdrawal, but the centre then holds only the counts shape.
+    cut = server.store.record_body(visit["record_id"])
+    assert cut is not None and cut["sharing"] == "counts" and "withdrawn" not in cut
+    assert cut["level"] == "routine" and cut["day"] == "2026-11-22"
+    assert "Maria Lopez" not in json.dumps(cut) and "answers" not in cut
     full = consent_record(kit.kit_id, visit_id)
     full["record_id"] = str(uuid.uuid4())
     full["body"] = {**full["body"], "kind": "withdrawal", "items": {"c1": False}}

@@ -65,8 +65,10 @@ def _landing(
         return landing.not_found()
     found = store.referral(code, owners[0])
     if found is not None:
-        language = found.language
+        language = found.language or (lang if lang in ("en", "es") else "en")
         if found.void or found.withdrawn or not found.shared or found.level is None:
             return landing.not_shared(code, language)
-        return landing.next_steps(code, found.level, language, emergency_number)
+        # The booth that made the slip says which number to call; version 1 bodies did not.
+        number = found.emergency_number or emergency_number
+        return landing.next_steps(code, found.level, language, number, booth=found.booth)
     return landing.pending(code, lang if lang in ("en", "es") else "en")
