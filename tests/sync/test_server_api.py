@@ -203,12 +203,12 @@ def test_cli_enroll_revoke_records(tmp_path: Path, capsys: pytest.CaptureFixture
 
 def test_migrations_are_idempotent_and_refuse_a_newer_database(db_url: str) -> None:
     store = ServerStore(db_url)
-    assert store.schema_version == 3
+    assert store.schema_version == 4
     store.close()
     store = ServerStore(db_url)
-    assert store.schema_version == 3
+    assert store.schema_version == 4
     with store.engine.begin() as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0004"
         conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0099'")
     store.close()
     with pytest.raises(RuntimeError, match="newer than this server knows"):
@@ -235,7 +235,7 @@ def test_a_database_from_the_numbered_migrations_is_adopted(sqlite_url: str) -> 
         )
     store = ServerStore(sqlite_url)
     try:
-        assert store.schema_version == 3
+        assert store.schema_version == 4
         with store.engine.connect() as conn:  # the withdrawal kept, now keyed by kit
             assert conn.exec_driver_sql("SELECT kit_id, visit_id FROM withdrawal").all() == [
                 ("kit-old", "v-1")

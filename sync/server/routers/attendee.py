@@ -8,7 +8,9 @@ from fastapi.responses import HTMLResponse
 from sync.server import landing
 from sync.server.codes import CodeRules, check_code, signature_valid
 from sync.server.deps import Buckets, Rules, Settings, Store
+from sync.server.routers.withdraw import withdrawn_page
 from sync.server.store import ServerStore
+from sync.server.withdraw_pages import offer
 
 router = APIRouter()
 
@@ -63,10 +65,19 @@ def _landing(
     ]
     if not owners:
         return landing.not_found()
+    # After a withdrawal: only that, and the safety advice.
+    after = withdrawn_page(store, owners[0], code, lang, emergency_number)
+    if after is not None:
+        return after
     found = store.referral(code, owners[0])
     if found is not None:
         language = found.language
-        if found.void or found.withdrawn or not found.shared or found.level is None:
+        if found.void:
             return landing.not_shared(code, language)
-        return landing.next_steps(code, found.level, language, emergency_number)
-    return landing.pending(code, lang if lang in ("en", "es") else "en")
+        if not found.shared or found.level is None:
+            return offer(landing.not_shared(code, language), code, sig, language)
+        return offer(
+            landing.next_steps(code, found.level, language, emergency_number), code, sig, language
+        )
+    language = lang if lang in ("en", "es") else "en"
+    return offer(landing.pending(code, language), code, sig, language)
