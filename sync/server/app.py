@@ -27,7 +27,7 @@ from sync.server.limits import (
     LandingLimits,
     TokenBuckets,
 )
-from sync.server.routers import api, attendee, docs
+from sync.server.routers import api, attendee, docs, withdraw
 from sync.server.settings import ServerSettings, key_path, load_settings
 from sync.server.store import Clock, ServerStore
 
@@ -81,6 +81,7 @@ def build_app(
     errors.install(app)
     app.include_router(api.router)
     app.include_router(attendee.router)
+    app.include_router(withdraw.router)
     if settings.docs:
         app.include_router(docs.router)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
