@@ -50,6 +50,9 @@ def test_health_and_openapi(server: LiveServer) -> None:
     [
         ("get", "/nowhere", None, 404),
         ("get", "/api/v1/ingest", None, 405),
+        # Without a credential the body is never read: 401 whatever it holds.
+        ("post", "/api/v1/ingest", b"not json", 401),
+        ("post", "/api/v1/have", b'{"record_ids": "x"}', 401),
         ("post", "/api/v1/ingest", b"not json", 422),
         ("post", "/api/v1/ingest", b"[]", 422),
         ("post", "/api/v1/ingest", b'{"kit_id": "k", "records": [{"record_id": 1}]}', 422),
@@ -80,13 +83,10 @@ def test_health_and_openapi(server: LiveServer) -> None:
 def test_errors_carry_the_marker(
     server: LiveServer, method: str, path: str, body: bytes | None, status: int
 ) -> None:
-    response = requests.request(
-        method,
-        server.url + path,
-        data=body,
-        headers={"Content-Type": "application/json"},
-        timeout=10,
-    )
+    headers = {"Content-Type": "application/json"}
+    if path.endswith(("/ingest", "/have")) and status != 401:
+        headers.update(enroll_kit(server).headers)
+    response = requests.request(method, server.url + path, data=body, headers=headers, timeout=10)
     error = _marked(response, status)
     assert error["error"]
 
