@@ -278,3 +278,29 @@ def test_a_wrongly_typed_field_is_refused_and_the_fixed_record_accepted(
     assert server.store.records() == []
     # Refused, not held: the same record id with a valid body is then accepted.
     assert _results(ingest(server, kit, [fixed]))[0]["status"] == "accepted"
+
+
+def test_withdrawal_leaves_no_contact_or_answer_right_after_the_sync(
+    slip_server: LiveServer,
+) -> None:
+    kit = enroll_kit(slip_server)
+    shared = visit_v2(kit.kit_id, contact=CONTACT, answers=ANSWERS)
+    visit_id = shared["body"]["visit_id"]
+    ingest(slip_server, kit, [shared, consent_v2(kit.kit_id, visit_id)])
+    assert _leaks(slip_server)
+    withdrawal = consent_v2(kit.kit_id, visit_id, kind="withdrawal", c1=False, c2=False, c3=False)
+    assert _results(ingest(slip_server, kit, [withdrawal]))[0]["status"] == "accepted"
+    assert _leaks(slip_server) == []
+
+
+def test_another_kit_refusing_c2_for_the_same_visit_id_changes_nothing(
+    slip_server: LiveServer,
+) -> None:
+    owner, other = enroll_kit(slip_server), enroll_kit(slip_server)
+    shared = visit_v2(owner.kit_id, contact=CONTACT, answers=ANSWERS)
+    visit_id = shared["body"]["visit_id"]
+    ingest(slip_server, owner, [shared, consent_v2(owner.kit_id, visit_id)])
+    change = consent_v2(other.kit_id, visit_id, kind="change", c2=False, c3=False)
+    assert _results(ingest(slip_server, other, [change]))[0]["status"] == "accepted"
+    held = slip_server.store.record_body(shared["record_id"])
+    assert held is not None and held["sharing"] == "referral" and held["contact"] == CONTACT
