@@ -14,6 +14,7 @@ from typing import Any
 from forms import Forms, Outcome
 from popup_kit.config import KitConfig
 from popup_kit.domain import (
+    AT_THE_BOOTH,
     CONSENT_ITEMS,
     TALLY_KINDS,
     Contact,
@@ -240,7 +241,9 @@ class VisitService:
         )
         return self._existing(visit_id)
 
-    def withdraw_consent(self, visit_id: str, volunteer: str) -> VisitRecord:
+    def withdraw_consent(
+        self, visit_id: str, volunteer: str, *, method: str = AT_THE_BOOTH
+    ) -> VisitRecord:
         """The person withdraws: a withdrawal event (every item refused) goes to the centre,
         which then keeps only the fact of withdrawal; contact details go from here now."""
         current = self._existing(visit_id)
@@ -255,7 +258,7 @@ class VisitService:
             text_version=current.consent_version or self.forms.consent_version,
             text_hash="",
             language=current.language,
-            method="withdrawn at the booth",
+            method=method,
             volunteer=volunteer.strip() or "booth",
             created_at=iso(now),
         )

@@ -129,6 +129,7 @@ def visit_record(
     triage: str = "routine",
     contact: dict[str, str] | None = None,
     version: int = 1,
+    language: str = "en",
 ) -> dict[str, Any]:
     visit_id = visit_id or str(uuid.uuid4())
     return make_record(
@@ -144,7 +145,7 @@ def visit_record(
             "status": "active",
             "void_reason": None,
             "volunteer": "Ana",
-            "language": "en",
+            "language": language,
             "age_years": 47,
             "answers": {"age_years": 47, "leg_pain_side": "unilateral", "pain_nrs": 6},
             "outcome": {"triage": triage, "rules": ["RO1"], "ruleset_version": "t+1"},
