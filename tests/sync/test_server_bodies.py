@@ -14,6 +14,7 @@ import requests
 from sqlalchemy import text
 
 from sync.server.db import sqlite_path
+from sync.server.landing import outcome_texts
 from tests.sync.live_server import (
     EnrolledKit,
     LiveServer,
@@ -123,8 +124,10 @@ def test_later_refusal_of_c2_cuts_the_held_referral(slip_server: LiveServer) -> 
     assert held is not None and held["sharing"] == "counts" and "contact" not in held
     assert _leaks(slip_server) == []
     page = _page_text(_open(slip_server, kit, code))
-    assert "Follow the advice on your slip" in page
-    assert "112" not in page and "Night market booth" not in page
+    _title, instruction, _steps = outcome_texts("emergency", "en", "112")
+    assert instruction in before and instruction not in page
+    # The counts shape keeps the booth: every page still gives its own emergency number.
+    assert "112" in page and "999" not in page
 
     # A version made before the refusal, arriving after it (another relay): held cut too.
     late = visit_v2(kit.kit_id, visit_id=visit_id, code=code, contact=CONTACT, version=2)
