@@ -93,9 +93,16 @@ def test_a_spanish_slip_is_spanish_before_it_syncs(server: LiveServer) -> None:
         page = _get(server, code, **params)
         assert page.status_code == 404
         assert page.text == landing.not_found("es", "112").html
-    nonsense = _get(server, "NOPE", l="es")
-    assert nonsense.status_code == 404 and nonsense.text == landing.not_found("es", "112").html
-    assert nonsense.headers["Cache-Control"] == "no-store"
+    for code, params in (
+        ("NOPE", {"l": "es"}),
+        ("NOPE/extra", {"l": "es"}),  # no such route
+        (CODE, {"s": "9" * 500, "l": "es"}),  # over-long signature
+        (CODE, {"s": "0" * 10, "l": "es" * 300}),  # over-long language
+    ):
+        page = _get(server, code, **params)
+        expected = landing.not_found("es" if len(params["l"]) == 2 else "en", "112")
+        assert page.status_code == 404 and page.text == expected.html, code
+        assert page.headers["Cache-Control"] == "no-store"
 
 
 def test_a_synced_spanish_visit_is_spanish(server: LiveServer) -> None:
