@@ -285,3 +285,15 @@ def test_the_limit_counts_once_across_four_workers(tmp_path: Path, pg_cluster: s
     assert spread >= 2, "the requests did not reach more than one worker"
     # One allowance for the address, however many workers served it.
     assert statuses == [404] * 12 + [429] * 12
+
+
+def test_several_workers_on_sqlite_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from popup_kit.cli import main
+
+    config = tmp_path / "server.toml"
+    config.write_text('database_url = "server.sqlite3"\n')
+    assert main(["server", "run", "--workers", "2", "--config", str(config)]) == 1
+    assert "--workers above 1 needs PostgreSQL" in capsys.readouterr().err
+    assert not (tmp_path / "server.sqlite3").exists()  # refused before anything is made
