@@ -11,23 +11,26 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from sync import protocol as p
 from sync.server import errors, keys
 from sync.server.codes import CodeRules, default_rules
+from sync.server.deps import kit_auth
 from sync.server.events import AccessLog
 from sync.server.headers import SecurityHeaders
 from sync.server.limits import (
     MAX_BODY_BYTES,
-    BodyLimit,
+    BodyIntake,
     Buckets,
     DatabaseBuckets,
     LandingLimits,
     TokenBuckets,
 )
-from sync.server.routers import api, attendee, docs
+from sync.server.routers import api, attendee, docs, withdraw
 from sync.server.settings import ServerSettings, key_path, load_settings
 from sync.server.store import Clock, ServerStore
 
@@ -79,11 +82,25 @@ def build_app(
         return response
 
     errors.install(app)
-    app.include_router(api.router)
-    app.include_router(attendee.router)
-    if settings.docs:
-        app.include_router(docs.router)
-    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    routers = [
+        api.router,
+        attendee.router,
+        withdraw.router,
+        *([docs.router] if settings.docs else []),
+    ]
+    for router in routers:
+        app.include_router(router)
+    app.add_middleware(
+        BodyIntake,
+        limit=MAX_BODY_BYTES,
+        authenticate=store.authenticate,
+        guarded={
+            r.path: r
+            for router in routers
+            for r in router.routes
+            if isinstance(r, APIRoute) and _needs_kit(r)
+        },
+    )
     app.add_middleware(AccessLog)
     app.add_middleware(SecurityHeaders, hsts=settings.public_url.startswith("https://"))
     if settings.trusted_proxies:
@@ -109,6 +126,17 @@ def landing_limits(
         network=buckets("network", settings.landing_rate_count, settings.landing_rate_period),
         code=buckets("code", settings.code_attempts_count, settings.code_attempts_period),
     )
+
+
+def _needs_kit(route: APIRoute) -> bool:
+    """Whether the route asks for the authenticated kit, at any depth of its dependencies."""
+    stack: list[Dependant] = [route.dependant]
+    while stack:
+        dependant = stack.pop()
+        if dependant.call is kit_auth:
+            return True
+        stack.extend(dependant.dependencies)
+    return False
 
 
 def from_environment() -> FastAPI:

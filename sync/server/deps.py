@@ -42,8 +42,8 @@ Limits = Annotated[LandingLimits, Depends(get_limits)]
 
 
 class KitAuth:
-    """The request's bearer credential, checked when the route asks for the kit, so that a
-    malformed body is reported (422) before a missing credential (401)."""
+    """The request's bearer credential. The body intake has refused a wrong one before
+    reading the body (``limits.BodyIntake``); the route checks it again when it asks."""
 
     def __init__(self, store: ServerStore, authorization: str | None) -> None:
         self._store = store

@@ -54,7 +54,7 @@ li{margin:.25em 0}
 """
 
 
-def _page(title: str, content: str, *, language: str = "en", status: int = 200) -> Page:
+def render_page(title: str, content: str, *, language: str = "en", status: int = 200) -> Page:
     html = (
         "<!doctype html>"
         f'<html lang="{escape(language)}"><head><meta charset="utf-8">'
@@ -67,7 +67,8 @@ def _page(title: str, content: str, *, language: str = "en", status: int = 200) 
     return Page(status=status, html=html)
 
 
-def _warning(language: str, emergency_number: str) -> str:
+def warning(language: str, emergency_number: str) -> str:
+    """The cauda equina warning signs and the number to call: on every attendee page."""
     heading, signs = _ces(language)
     items = "".join(f"<li>{escape(s)}</li>" for s in signs)
     number = emergency_number_line(language, emergency_number)
@@ -80,50 +81,52 @@ def _warning(language: str, emergency_number: str) -> str:
 def not_found(language: str = "en", emergency_number: str = "") -> Page:
     """The generic page: the same for an unknown code, a bare code and a bad signature."""
     title = page_text("not_found_title", language)
-    return _page(
+    return render_page(
         title,
         f"<h1>{escape(title)}</h1><p>{escape(page_text('not_found_note', language))}</p>"
         f"<p>{escape(page_text('slip_advice', language))}</p>"
-        + _warning(language, emergency_number),
+        + warning(language, emergency_number),
         language=language,
         status=404,
     )
 
 
 def too_many(language: str = "en", emergency_number: str = "") -> Page:
-    return _page(
+    return render_page(
         page_text("too_many_title", language),
         f"<h1>{escape(page_text('too_many_heading', language))}</h1>"
         f"<p>{escape(page_text('too_many_note', language))}</p>"
         f"<p>{escape(page_text('slip_advice', language))}</p>"
-        + _warning(language, emergency_number),
+        + warning(language, emergency_number),
         language=language,
         status=429,
     )
 
 
 def pending(code: str, language: str = "en", emergency_number: str = "") -> Page:
-    return _page(
+    return render_page(
         page_text("title", language),
         f"<h1>{escape(page_text('pending_heading', language))}</h1>"
         f'<p class="lead">{escape(page_text("pending_lead", language))}</p>'
         f"<p>{escape(page_text('pending_note', language))}</p>"
-        f'<p class="code">{escape(code)}</p>' + _warning(language, emergency_number),
+        f'<p class="code">{escape(code)}</p>' + warning(language, emergency_number),
         language=language,
     )
 
 
 def not_shared(code: str, language: str = "en", emergency_number: str = "") -> Page:
-    return _page(
+    return render_page(
         page_text("title", language),
         f"<h1>{escape(page_text('not_shared_heading', language))}</h1>"
         f"<p>{escape(page_text('not_shared_note', language))}</p>"
-        f'<p class="code">{escape(code)}</p>' + _warning(language, emergency_number),
+        f'<p class="code">{escape(code)}</p>' + warning(language, emergency_number),
         language=language,
     )
 
 
-def next_steps(code: str, level: str, language: str, emergency_number: str) -> Page:
+def next_steps(
+    code: str, level: str, language: str, emergency_number: str, *, booth: str | None = None
+) -> Page:
     title, instruction, steps = outcome_texts(level, language, emergency_number)
     box = "box em" if level == "emergency" else "box"
     items = "".join(f"<li>{escape(s)}</li>" for s in steps)
@@ -132,6 +135,7 @@ def next_steps(code: str, level: str, language: str, emergency_number: str) -> P
         f'<div class="{box}"><p class="lead">{escape(instruction)}</p></div>'
         + (f"<ul>{items}</ul>" if items else "")
         + f'<p class="code">{escape(code)}</p>'
-        + _warning(language, emergency_number)
+        + (f'<p class="booth">{escape(booth)}</p>' if booth else "")
+        + warning(language, emergency_number)
     )
-    return _page(title, content, language=language)
+    return render_page(title, content, language=language)

@@ -137,6 +137,7 @@ def visit_record(
         record_type="visit",
         kit_id=kit_id,
         created_at="2026-11-22T17:30:00Z",
+        schema_version=1,
         body={
             "visit_id": visit_id,
             "version": version,
@@ -162,6 +163,7 @@ def consent_record(kit_id: str, visit_id: str, *, c2: bool = True) -> dict[str, 
         record_type="consent",
         kit_id=kit_id,
         created_at="2026-11-22T17:29:00Z",
+        schema_version=1,
         body={
             "visit_id": visit_id,
             "kind": "grant",
@@ -181,6 +183,7 @@ def withdrawal_record(kit_id: str, visit_id: str) -> dict[str, Any]:
         record_type="consent_withdrawal",
         kit_id=kit_id,
         created_at="2026-11-22T19:00:00Z",
+        schema_version=1,
         body={"visit_id": visit_id, "at": "2026-11-22T19:00:00Z", "reason": "asked by phone"},
     )
 

@@ -117,9 +117,13 @@ def test_known_visit_without_c2_or_withdrawn_shows_no_level(landing_server: Live
         ingest(landing_server, kit, records)
         page = _open(landing_server, kit, code)
         assert page.status_code == 200
-        assert "Follow the advice on your slip" in page.text
+        if withdraw:  # withdrawn at the booth: the page says only that
+            assert "Your consent is withdrawn" in page.text
+            assert "Withdraw my consent" not in page.text
+        else:
+            assert "Follow the advice on your slip" in page.text
+            assert "Emergency number: 112" in page.text  # the warning's number, not the level
         assert "Emergency Department now" not in page.text
-        assert "Emergency number: 112" in page.text  # the warning's number, not the level
 
 
 def test_invalid_code_or_signature_is_not_found(landing_server: LiveServer) -> None:

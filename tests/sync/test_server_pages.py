@@ -11,6 +11,7 @@ import requests
 
 from forms.texts import ces_warning, outcome_text
 from sync.server import landing
+from sync.server.withdraw_pages import offer
 from tests.sync.live_server import (
     LiveServer,
     ManualClock,
@@ -87,7 +88,7 @@ def test_a_spanish_slip_is_spanish_before_it_syncs(server: LiveServer) -> None:
     sig = CODES.sign(CODE, kit.slip_key)
     pending = _get(server, CODE, s=sig, l="es")
     assert pending.status_code == 200
-    assert landing.pending(CODE, "es", "112").html == pending.text
+    assert offer(landing.pending(CODE, "es", "112"), CODE, sig, "es").html == pending.text
     # Wrong signature, no signature, not a code: the generic page, in Spanish.
     for code, params in ((CODE, {"s": "0" * 10, "l": "es"}), (CODE, {"l": "es"})):
         page = _get(server, code, **params)

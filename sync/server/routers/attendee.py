@@ -10,10 +10,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from sync.server import landing
-from sync.server.codes import CodeRules, check_code, signature_valid
+from sync.server.codes import CodeRules, check_code
 from sync.server.deps import Limits, Rules, Settings, Store
 from sync.server.limits import LandingLimits, network_key
+from sync.server.routers.withdraw import owner_of, withdrawn_page
 from sync.server.store import ServerStore
+from sync.server.withdraw_pages import offer
 
 router = APIRouter()
 
@@ -69,26 +71,28 @@ def _landing(
     # the slip and says nothing of its outcome, nor whether the server knows it.
     if code is None or sig is None:
         return landing.not_found(language, emergency_number)
-    # A code whose signature attempts are spent answers 429 before any check, so that
-    # guessing its signature teaches nothing, right guess or wrong.
-    if not limits.code.peek(code):
-        return None
     # The slip belongs to the kit whose key signed it; only that kit's records count.
-    holders = store.kits_with_code(code)
-    owners = [
-        k.kit_id
-        for k in store.kits()
-        if k.slip_key
-        and (k.revoked_reason is None or k.kit_id in holders)
-        and signature_valid(rules, code, sig, k.slip_key)
-    ]
-    if not owners:
-        limits.code.take(code)
+    owner = owner_of(store, rules, code, sig)
+    if owner is None:
+        # Wrong signatures for one code are limited (429 once spent); the right one always
+        # opens the page, so that someone who reads the code off a slip cannot lock its
+        # holder out. A 50-bit signature is not guessed within any allowance.
+        if not limits.code.take(code):
+            return None
         return landing.not_found(language, emergency_number)
-    found = store.referral(code, owners[0])
+    # After a withdrawal: only that, and the safety advice.
+    after = withdrawn_page(store, owner, code, language, emergency_number)
+    if after is not None:
+        return after
+    found = store.referral(code, owner)
     if found is not None:
         language = landing.page_language(found.language, language)
-        if found.void or found.withdrawn or not found.shared or found.level is None:
-            return landing.not_shared(code, language, emergency_number)
-        return landing.next_steps(code, found.level, language, emergency_number)
-    return landing.pending(code, language, emergency_number)
+        # The booth that made the slip says which number to call; version 1 bodies did not.
+        number = found.emergency_number or emergency_number
+        if found.void:
+            return landing.not_shared(code, language, number)
+        if not found.shared or found.level is None:
+            return offer(landing.not_shared(code, language, number), code, sig, language)
+        page = landing.next_steps(code, found.level, language, number, booth=found.booth)
+        return offer(page, code, sig, language)
+    return offer(landing.pending(code, language, emergency_number), code, sig, language)
