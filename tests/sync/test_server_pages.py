@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from forms.texts import ces_warning, outcome_text
-from sync.server import landing
+from sync.server import landing, withdraw_pages
 from sync.server.withdraw_pages import offer
 from tests.sync.live_server import (
     LiveServer,
@@ -37,6 +37,10 @@ def _pages(language: str) -> dict[str, landing.Page]:
     }
     for level in LEVELS:
         pages[level] = landing.next_steps(CODE, level, language, "112")
+    # The withdrawal pages reached from the slip's page.
+    pages["offer"] = offer(landing.pending(CODE, language, "112"), CODE, "0" * 10, language)
+    pages["withdraw_confirm"] = withdraw_pages.confirm(CODE, "0" * 10, language, "112")
+    pages["withdrawn"] = withdraw_pages.withdrawn(CODE, language, "112")
     return pages
 
 
