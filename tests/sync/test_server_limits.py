@@ -163,6 +163,30 @@ def test_guessing_a_codes_signature_locks_that_code_only(
     assert get(code, "GUESS99997").status_code == 404
 
 
+def test_the_withdrawal_form_is_no_way_round_the_code_limit(
+    guarded: tuple[LiveServer, ManualClock],
+) -> None:
+    server, _clock = guarded
+    kit = enroll_kit(server)
+    code = "AAAA-BBBB-CCCC"
+
+    def post(sig: str) -> requests.Response:
+        return requests.post(
+            f"{server.url}/r/{code}/withdraw",
+            data={"s": sig, "l": "es", "confirm": "yes"},
+            timeout=10,
+        )
+
+    statuses = [post(f"GUESS{i:05d}").status_code for i in range(7)]
+    assert statuses == [404] * 5 + [429] * 2
+    limited = post("GUESS99999")
+    assert limited.headers["Retry-After"] == "120" and 'lang="es"' in limited.text
+    # The code's page counts the same attempts.
+    page = requests.get(f"{server.url}/r/{code}", params={"s": "GUESS99998"}, timeout=10)
+    assert page.status_code == 429
+    assert post(CODES.sign(code, kit.slip_key)).status_code == 200  # its holder still can
+
+
 def test_rotating_forwarded_addresses_does_not_dodge_the_code_limit(db_url: str) -> None:
     clock = ManualClock()
     with run_server(

@@ -127,8 +127,10 @@ async def withdraw(
     if form.get("confirm") != "yes" or sig is None or len(sig) > 64:
         return _html(landing.not_found(lang, settings.emergency_number))
     page = await run_in_threadpool(
-        _withdraw, store, rules, code, sig, lang, settings.emergency_number
+        _withdraw, store, rules, limits, code, sig, lang, settings.emergency_number
     )
+    if page is None:
+        return _html(landing.too_many(lang, settings.emergency_number), limits.code.retry_after())
     return _html(page)
 
 
@@ -146,13 +148,19 @@ def _form(body: bytes) -> dict[str, str]:
 def _withdraw(
     store: ServerStore,
     rules: CodeRules,
+    limits: LandingLimits,
     raw_code: str,
     sig: str,
     lang: str | None,
     emergency_number: str,
-) -> landing.Page:
+) -> landing.Page | None:
+    """The page after withdrawing; None when the code's signature attempts are spent."""
     code = check_code(rules, raw_code)
     owner = None if code is None else owner_of(store, rules, code, sig)
+    if code is not None and owner is None and not limits.code.take(code):
+        # A wrong signature here costs the code an attempt, as on its page: otherwise this
+        # form would be a way round the per-code limit.
+        return None
     if code is None or owner is None:
         return landing.not_found(pages.language_of(lang), emergency_number)
     language = language_for(store, owner, code, lang)
