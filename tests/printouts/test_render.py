@@ -461,9 +461,9 @@ def test_typed_address_never_splits_the_code_or_the_signature(
     code = format_code(body + check_character(body))
     data = make_slip(code=code)
     lines = [line.strip() for line in pdf_text(render_slip(data, fmt)).splitlines()]
-    compact, signature = code.replace("-", ""), data.url.rsplit("=", 1)[1]
+    compact, signature = code.replace("-", ""), parse_slip_url(data.url)[2]
     assert any(compact in line for line in lines)
-    assert any(line.endswith(f"?s={signature}") for line in lines)
+    assert any(line.endswith(f"?s={signature}&l={data.language}") for line in lines)
 
 
 # --- VOID and REPLACED: a marked printout cannot be missed or used ------------------------
