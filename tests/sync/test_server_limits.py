@@ -121,6 +121,23 @@ def test_database_buckets_keep_no_address_or_code(db_url: str) -> None:
         store.close()
 
 
+def test_buckets_full_again_are_swept_from_the_table(db_url: str) -> None:
+    store = ServerStore(db_url)
+    try:
+        clock = ManualClock()
+        buckets = DatabaseBuckets(store.engine, "network", 3, 60.0, clock=clock)
+        buckets.PRUNE_EVERY = 5
+        for i in range(4):
+            buckets.take(f"ip:198.51.100.{i}")
+        clock.now = 61.0  # a whole period later: those buckets are full again
+        buckets.take("ip:203.0.113.1")  # the fifth take sweeps
+        with store.engine.connect() as conn:
+            rows = conn.exec_driver_sql("SELECT updated FROM rate_limit").all()
+        assert [float(r[0]) for r in rows] == [61.0]
+    finally:
+        store.close()
+
+
 def test_networks_are_counted_by_address_and_ipv6_by_64() -> None:
     assert network_key("198.51.100.7") != network_key("198.51.100.8")
     assert network_key("2001:db8:1:2::1") == network_key("2001:db8:1:2:ffff::9")
