@@ -89,9 +89,10 @@ def confirm(
     rules: Rules,
     settings: Settings,
     limits: Limits,
-    s: str | None = Query(default=None, max_length=64),
-    l: str | None = Query(default=None, max_length=8),  # noqa: E741 (the URL's own name)
-    lang: str | None = Query(default=None, max_length=8),
+    # Unbounded, as on the code's page: an odd value gets the generic page, not JSON.
+    s: str | None = Query(default=None),
+    l: str | None = Query(default=None),  # noqa: E741 (the URL's own name)
+    lang: str | None = Query(default=None),
 ) -> HTMLResponse:
     asked = landing.page_language(l, lang)
     if _limited(request, limits):
@@ -127,8 +128,10 @@ async def withdraw(
     if form.get("confirm") != "yes" or sig is None or len(sig) > 64:
         return _html(landing.not_found(lang, settings.emergency_number))
     page = await run_in_threadpool(
-        _withdraw, store, rules, code, sig, lang, settings.emergency_number
+        _withdraw, store, rules, limits, code, sig, lang, settings.emergency_number
     )
+    if page is None:
+        return _html(landing.too_many(lang, settings.emergency_number), limits.code.retry_after())
     return _html(page)
 
 
@@ -146,13 +149,19 @@ def _form(body: bytes) -> dict[str, str]:
 def _withdraw(
     store: ServerStore,
     rules: CodeRules,
+    limits: LandingLimits,
     raw_code: str,
     sig: str,
     lang: str | None,
     emergency_number: str,
-) -> landing.Page:
+) -> landing.Page | None:
+    """The page after withdrawing; None when the code's signature attempts are spent."""
     code = check_code(rules, raw_code)
     owner = None if code is None else owner_of(store, rules, code, sig)
+    if code is not None and owner is None and not limits.code.take(code):
+        # A wrong signature here costs the code an attempt, as on its page: otherwise this
+        # form would be a way round the per-code limit.
+        return None
     if code is None or owner is None:
         return landing.not_found(pages.language_of(lang), emergency_number)
     language = language_for(store, owner, code, lang)
