@@ -258,3 +258,30 @@ def test_pages_carry_no_script_and_post_only_to_the_server(centre: LiveServer) -
     assert confirm.headers["Cache-Control"] == "no-store"
     assert not re.search(r"<(script|iframe|img|link)\b|\son\w+=", confirm.text)
     assert "Set-Cookie" not in confirm.headers
+
+
+def test_a_withdrawal_landing_while_its_visit_is_ingested_still_scrubs_it(
+    centre: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page's withdrawal commits after the batch was checked for withdrawn codes and
+    before the visit is inserted: the insert itself still sees it."""
+    kit = enroll_kit(centre)
+    code = CODES.new_code()
+    store = centre.store
+    checked = store._withdrawn_codes
+
+    def then_withdrawn(*args: Any) -> set[str]:
+        found = checked(*args)
+        store.withdraw_by_attendee(kit.kit_id, code, "en")
+        return found
+
+    monkeypatch.setattr(store, "_withdrawn_codes", then_withdrawn)
+    visit = visit_record(kit.kit_id, code=code, triage="urgent", contact=CONTACT)
+    assert ingest(centre, kit, [visit]).json()["results"][0]["status"] == "accepted"
+    monkeypatch.undo()
+    # A record of the visit arriving afterwards is scrubbed on arrival too.
+    ingest(centre, kit, [consent_record(kit.kit_id, visit["body"]["visit_id"])])
+    stored = _rows(centre, kit.kit_id)
+    for private in (CONTACT["name"], "unilateral", "read_aloud_tap"):
+        assert private not in stored, private
+    _only_withdrawn(_page(centre, kit, code), EN)
