@@ -47,7 +47,8 @@ def run_sync(
 
     creds = require_credentials(config)
     # Before the outbox drains: a withdrawn visit's contact then never leaves.
-    apply_centre_withdrawals(config, store, creds, sync_config, clock=clock)
+    if stop is None or not stop.is_set():
+        apply_centre_withdrawals(config, store, creds, sync_config, clock=clock)
     summary = sync_outbox(
         store.engine, creds, sync_config, progress=progress, stop=stop, clock=clock
     )

@@ -4,6 +4,8 @@ idempotent, and afterwards the page says only that consent was withdrawn."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import re
 import secrets
@@ -258,6 +260,14 @@ def test_pages_carry_no_script_and_post_only_to_the_server(centre: LiveServer) -
     assert confirm.headers["Cache-Control"] == "no-store"
     assert not re.search(r"<(script|iframe|img|link)\b|\son\w+=", confirm.text)
     assert "Set-Cookie" not in confirm.headers
+    # Every style block of the page and of the offer is allowed by its hash, none other.
+    offered = _page(centre, kit, code)
+    for page in (confirm, offered):
+        blocks = re.findall(r"<style>(.*?)</style>", page.text, flags=re.S)
+        assert len(blocks) == 2
+        for block in blocks:
+            digest = base64.b64encode(hashlib.sha256(block.encode()).digest()).decode()
+            assert f"'sha256-{digest}'" in page.headers["Content-Security-Policy"]
 
 
 def test_a_withdrawal_landing_while_its_visit_is_ingested_still_scrubs_it(
