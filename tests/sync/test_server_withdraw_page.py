@@ -22,6 +22,7 @@ from sync.server.withdraw_pages import TEXTS
 from tests.sync.live_server import (
     EnrolledKit,
     LiveServer,
+    ManualClock,
     PlainCodes,
     consent_record,
     enroll_kit,
@@ -295,3 +296,24 @@ def test_a_withdrawal_landing_while_its_visit_is_ingested_still_scrubs_it(
     for private in (CONTACT["name"], "unilateral", "read_aloud_tap"):
         assert private not in stored, private
     _only_withdrawn(_page(centre, kit, code), EN)
+
+
+def test_withdrawal_pages_share_the_landing_rate_limit(sqlite_url: str) -> None:
+    clock = ManualClock()
+    with run_server(
+        sqlite_url, code_rules=CODES, rate_clock=clock, landing_rate=(2, 60.0)
+    ) as server:
+        kit = enroll_kit(server)
+        code = CODES.new_code()
+        sig = CODES.sign(code, kit.slip_key)
+        confirm = requests.get(_url(server, code, "/withdraw"), params={"s": sig}, timeout=10)
+        assert confirm.status_code == 200
+        assert _page(server, kit, code).status_code == 200
+        limited = _post(server, code, {"s": sig, "confirm": "yes"})
+        assert limited.status_code == 429 and limited.headers["Retry-After"] == "60"
+        again = requests.get(_url(server, code, "/withdraw"), params={"s": sig}, timeout=10)
+        assert again.status_code == 429
+        assert server.store.attendee_withdrawal(kit.kit_id, code) is None
+        clock.now += 60
+        assert _post(server, code, {"s": sig, "confirm": "yes"}).status_code == 200
+        assert server.store.attendee_withdrawal(kit.kit_id, code) is not None
