@@ -72,9 +72,7 @@ def _landing(
     found = store.referral(code, owners[0])
     if found is not None:
         language = found.language
-        if found.void:
-            return landing.not_shared(code, language)
-        if not found.shared or found.level is None:
+        if found.void or not found.shared or found.level is None:
             return offer(landing.not_shared(code, language), code, sig, language)
         return offer(
             landing.next_steps(code, found.level, language, emergency_number), code, sig, language
