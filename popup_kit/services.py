@@ -28,6 +28,7 @@ from popup_kit.kit_forms import kit_forms
 from popup_kit.store import Store
 from popup_kit.store.db import iso, utc_now
 from popup_kit.store.tables import ConsentRow, VisitRow, VisitVersionRow
+from sync import bodies
 from sync.records import make_record
 
 Clock = Callable[[], datetime]
@@ -157,7 +158,7 @@ class VisitService:
             created_at=iso(now),
         )
         records = [
-            self._visit_record(visit_row, version_row),
+            self._visit_record(visit_row, version_row, consent),
             self._consent_record(consent_row),
         ]
         self.store.add_visit(visit_row, version_row, consent_row, records, draft_id=draft_id)
@@ -370,24 +371,35 @@ class VisitService:
             contact_phone=contact.phone if contact else None,
         )
 
-    def _visit_record(self, visit: VisitRow, row: VisitVersionRow) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "visit_id": row.visit_id,
-            "version": row.version,
-            "supersedes": row.supersedes,
-            "status": row.status,
-            "void_reason": row.void_reason,
-            "referral_code": visit.referral_code,
-            "visit_created_at": visit.created_at,
-            "created_at": row.created_at,
-            "volunteer": row.volunteer,
-            "language": row.language,
-            "answers": json.loads(row.answers),
-            "outcome": json.loads(row.outcome),
-            "forms_version": row.forms_version,
-        }
+    def _visit_record(
+        self, visit: VisitRow, row: VisitVersionRow, consent: Mapping[str, bool]
+    ) -> dict[str, Any]:
+        """The visit version's sync record: consent decides what its body carries."""
+        contact = None
         if row.contact_name is not None or row.contact_phone is not None:
-            body["contact"] = {"name": row.contact_name, "phone": row.contact_phone}
+            contact = bodies.Contact(name=row.contact_name or "", phone=row.contact_phone or "")
+        body = bodies.visit_body(
+            visit_id=row.visit_id,
+            version=row.version,
+            supersedes=row.supersedes,
+            status=row.status,
+            void_reason=row.void_reason,
+            referral_code=visit.referral_code,
+            visit_created_at=visit.created_at,
+            created_at=row.created_at,
+            volunteer=row.volunteer,
+            language=row.language,
+            answers=json.loads(row.answers),
+            outcome=json.loads(row.outcome),
+            forms_version=row.forms_version,
+            booth=bodies.Booth(
+                name=self.config.booth_name_in(row.language),
+                event=self.config.event_in(row.language),
+                emergency_number=self.config.emergency_number,
+            ),
+            consent=dict(consent),
+            contact=contact,
+        )
         return make_record(
             record_id=row.record_id,
             record_type="visit",
@@ -404,15 +416,11 @@ class VisitService:
             created_at=iso(current.created_at),
             latest_version=row.version,
         )
-        return self._visit_record(visit, row)
+        return self._visit_record(visit, row, current.consent)
 
     def _consent_record(self, row: ConsentRow) -> dict[str, Any]:
-        return make_record(
-            record_id=row.consent_id,
-            record_type="consent",
-            kit_id=self.kit_id,
-            created_at=row.created_at,
-            body={
+        body = bodies.ConsentBody.model_validate(
+            {
                 "visit_id": row.visit_id,
                 "consent_id": row.consent_id,
                 "kind": row.kind,
@@ -423,5 +431,12 @@ class VisitService:
                 "method": row.method,
                 "volunteer": row.volunteer,
                 "at": row.created_at,
-            },
+            }
+        )
+        return make_record(
+            record_id=row.consent_id,
+            record_type="consent",
+            kit_id=self.kit_id,
+            created_at=row.created_at,
+            body=body.model_dump(mode="json"),
         )

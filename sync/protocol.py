@@ -26,6 +26,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field
 
+from sync.bodies import upgrade_v1
+
 # The credentials live in their own light module; re-exported for the protocol's users.
 from sync.credentials import CREDENTIALS_FILE as CREDENTIALS_FILE
 from sync.credentials import KitCredentials as KitCredentials
@@ -259,7 +261,7 @@ def is_protocol_response(
 CURRENT_SCHEMA_VERSION = SCHEMA_VERSION
 Upgrade = Callable[[str, dict[str, Any]], dict[str, Any]]
 # UPGRADES[n] turns a body of schema version n into version n + 1 (record_type, body).
-UPGRADES: dict[int, Upgrade] = {}
+UPGRADES: dict[int, Upgrade] = {1: upgrade_v1}
 
 
 class SchemaVersionError(ValueError):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from html import escape
 
-from forms.texts import emergency_number_line
 from sync.server import landing
 from sync.server.landing import Page
 
@@ -75,13 +74,12 @@ def _t(language: str, key: str) -> str:
 
 
 def _safety(language: str, emergency_number: str) -> str:
-    line = emergency_number_line(language, emergency_number)
-    return f'<p class="lead">{escape(line)}</p>' + landing._warning(language)
+    return landing.warning(language, emergency_number)
 
 
 def _query(sig: str, language: str) -> str:
     # The signature alphabet is URL-safe; escape() still guards the attribute.
-    return f"s={escape(sig)}&amp;lang={escape(language)}"
+    return f"s={escape(sig)}&amp;l={escape(language)}"
 
 
 def _styled(page: Page) -> Page:
@@ -115,13 +113,13 @@ def confirm(code: str, sig: str, language: str, emergency_number: str) -> Page:
         f"<ul>{points}</ul></div>"
         '<form method="post" action="withdraw">'
         f'<input type="hidden" name="s" value="{escape(sig)}">'
-        f'<input type="hidden" name="lang" value="{escape(lang)}">'
+        f'<input type="hidden" name="l" value="{escape(lang)}">'
         f'<p><button type="submit" name="confirm" value="yes">{escape(_t(lang, "confirm"))}'
         "</button></p></form>"
         f'<p><a href="../{compact}?{_query(sig, lang)}">{escape(_t(lang, "back"))}</a></p>'
         f'<p class="code">{escape(code)}</p>' + _safety(lang, emergency_number)
     )
-    return _styled(landing._page(_t(lang, "confirm_title"), content, language=lang))
+    return _styled(landing.render_page(_t(lang, "confirm_title"), content, language=lang))
 
 
 def withdrawn(code: str, language: str, emergency_number: str) -> Page:
@@ -133,4 +131,4 @@ def withdrawn(code: str, language: str, emergency_number: str) -> Page:
         f"<p>{escape(_t(lang, 'done_rest'))}</p></div>"
         f'<p class="code">{escape(code)}</p>' + _safety(lang, emergency_number)
     )
-    return landing._page(_t(lang, "done_title"), content, language=lang)
+    return landing.render_page(_t(lang, "done_title"), content, language=lang)

@@ -120,7 +120,7 @@ def test_withdrawal_before_sync_never_puts_the_contact_on_the_wire(
                 summary = run_sync(config, service.store)
             finally:
                 service.close()
-            wire = b"".join(proxy.bodies)
+            wire = b"".join(proxy.decoded_bodies())
     assert summary.confirmed == 5, summary  # two visits, two consents, one withdrawal
     assert leaving.visit_id.encode() in wire and staying.visit_id.encode() in wire
     for secret in secrets(LEAVING):

@@ -16,6 +16,7 @@ from printouts.payload import (
     parse_slip_url,
     sign_code,
     slip_url,
+    url_language,
     verify_signature,
 )
 from printouts.qr import qr_matrix, qr_text_art
@@ -86,14 +87,39 @@ def test_bad_check_character_in_url(kit_key: KitKey) -> None:
     ],
 )
 def test_any_accepted_base_fits_qr_version_7_at_level_m(kit_key: KitKey, base: str) -> None:
-    for _ in range(20):
-        url = slip_url(base, new_referral_code(), kit_key)
+    for i in range(20):
+        url = slip_url(base, new_referral_code(), kit_key, ("en", "es")[i % 2])
+        assert url.endswith(("&l=en", "&l=es"))
         reference = qrcode_for(url)  # level M, smallest version that holds the URL
         printed = qr_matrix(url)
         assert printed.version == reference.version <= 7
         assert [list(r) for r in printed.rows] == reference.get_matrix()
     if base == "https://triage.example.org":
-        assert qr_matrix(slip_url(base, new_referral_code(), kit_key)).version == 4
+        assert qr_matrix(slip_url(base, new_referral_code(), kit_key, "es")).version == 4
+    if len(base) == MAX_BASE_URL_LENGTH:  # the longest URL fills version 7 exactly
+        assert len(slip_url(base, new_referral_code(), kit_key, "es")) == 122
+
+
+def test_the_language_travels_beside_the_signature(kit_key: KitKey) -> None:
+    code = new_referral_code()
+    spanish = slip_url("https://triage.example.org", code, kit_key, "es")
+    base, parsed, sig = parse_slip_url(spanish)
+    assert (base, parsed) == ("https://triage.example.org", code)
+    assert url_language(spanish) == "es"
+    # Not signed: the same signature whatever the language, so an edited ``l`` changes
+    # only the wording, and slips printed before the language was added still verify.
+    assert sig == sign_code(code, kit_key.secret)
+    assert parse_slip_url(slip_url("https://triage.example.org", code, kit_key, "en"))[2] == sig
+    old = f"https://triage.example.org/r/{code.replace('-', '')}?s={sig}"
+    assert parse_slip_url(old) == (base, parsed, sig) and url_language(old) == "en"
+    for odd in ("&l=", "&l=spanish", "&l=e%3C", "&l=es&l=en"):
+        assert url_language(old + odd) == "en"
+
+
+@pytest.mark.parametrize("language", ["", "e", "spa", "e<", "1a"])
+def test_a_slip_language_is_two_letters(kit_key: KitKey, language: str) -> None:
+    with pytest.raises(PayloadError, match="two-letter"):
+        slip_url("https://triage.example.org", new_referral_code(), kit_key, language)
 
 
 def qrcode_for(url: str) -> Any:

@@ -129,6 +129,7 @@ def visit_record(
     triage: str = "routine",
     contact: dict[str, str] | None = None,
     version: int = 1,
+    language: str = "en",
 ) -> dict[str, Any]:
     visit_id = visit_id or str(uuid.uuid4())
     return make_record(
@@ -136,6 +137,7 @@ def visit_record(
         record_type="visit",
         kit_id=kit_id,
         created_at="2026-11-22T17:30:00Z",
+        schema_version=1,
         body={
             "visit_id": visit_id,
             "version": version,
@@ -143,7 +145,7 @@ def visit_record(
             "status": "active",
             "void_reason": None,
             "volunteer": "Ana",
-            "language": "en",
+            "language": language,
             "age_years": 47,
             "answers": {"age_years": 47, "leg_pain_side": "unilateral", "pain_nrs": 6},
             "outcome": {"triage": triage, "rules": ["RO1"], "ruleset_version": "t+1"},
@@ -161,6 +163,7 @@ def consent_record(kit_id: str, visit_id: str, *, c2: bool = True) -> dict[str, 
         record_type="consent",
         kit_id=kit_id,
         created_at="2026-11-22T17:29:00Z",
+        schema_version=1,
         body={
             "visit_id": visit_id,
             "kind": "grant",
@@ -180,6 +183,7 @@ def withdrawal_record(kit_id: str, visit_id: str) -> dict[str, Any]:
         record_type="consent_withdrawal",
         kit_id=kit_id,
         created_at="2026-11-22T19:00:00Z",
+        schema_version=1,
         body={"visit_id": visit_id, "at": "2026-11-22T19:00:00Z", "reason": "asked by phone"},
     )
 

@@ -320,3 +320,18 @@ def test_resume_with_an_unacknowledged_emergency(
 
     emergency_draft(config, "es")
     assert snap_compare(make_app(), run_before=steps(ready, day))
+
+
+def test_voided_visit(snap_compare: Snap, make_app: Callable[[], BoothApp]) -> None:
+    """A void visit: VOID in its detail, and the refusal of a reprint."""
+    assert snap_compare(
+        make_app(),
+        run_before=steps(
+            ready,
+            day,
+            visit,
+            until_done(SELF_CARE),
+            keys("enter", "s", "enter", "l", "down", "enter", "v", *"duplicate", "enter", "y"),
+            keys("p"),
+        ),
+    )

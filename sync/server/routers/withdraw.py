@@ -16,8 +16,8 @@ from starlette.concurrency import run_in_threadpool
 from sync.server import landing
 from sync.server import withdraw_pages as pages
 from sync.server.codes import CodeRules, check_code, signature_valid
-from sync.server.deps import Buckets, Rules, Settings, Store
-from sync.server.limits import TokenBuckets
+from sync.server.deps import Limits, Rules, Settings, Store
+from sync.server.limits import LandingLimits, network_key
 from sync.server.store import ServerStore
 
 router = APIRouter()
@@ -43,14 +43,19 @@ def owner_of(store: ServerStore, rules: CodeRules, code: str, sig: str) -> str |
     return None
 
 
-def _html(page: landing.Page) -> HTMLResponse:
-    headers = {"Retry-After": "60"} if page.status == 429 else None
+def _html(page: landing.Page, retry_after: int = 60) -> HTMLResponse:
+    headers = {"Retry-After": str(retry_after)} if page.status == 429 else None
     return HTMLResponse(page.html, page.status, headers=headers)
 
 
-def _limited(request: Request, buckets: TokenBuckets) -> bool:
+def _limited(request: Request, limits: LandingLimits) -> bool:
     client = request.client.host if request.client else "unknown"
-    return not buckets.take(client)
+    return not limits.network.take(network_key(client))
+
+
+def _too_many(limits: LandingLimits, language: str, emergency_number: str) -> HTMLResponse:
+    page = landing.too_many(language, emergency_number)
+    return _html(page, limits.network.retry_after())
 
 
 def language_for(store: ServerStore, kit_id: str, code: str, asked: str | None) -> str:
@@ -83,16 +88,21 @@ def confirm(
     store: Store,
     rules: Rules,
     settings: Settings,
-    buckets: Buckets,
+    limits: Limits,
     s: str | None = Query(default=None, max_length=64),
+    l: str | None = Query(default=None, max_length=8),  # noqa: E741 (the URL's own name)
     lang: str | None = Query(default=None, max_length=8),
 ) -> HTMLResponse:
-    if _limited(request, buckets):
-        return _html(landing.too_many())
+    asked = landing.page_language(l, lang)
+    if _limited(request, limits):
+        return _too_many(limits, asked, settings.emergency_number)
     canonical = check_code(rules, code)
     owner = None if canonical is None or s is None else owner_of(store, rules, canonical, s)
     if canonical is None or s is None or owner is None:
-        return _html(landing.not_found())
+        if canonical is not None and not limits.code.take(canonical):
+            return _too_many(limits, asked, settings.emergency_number)
+        return _html(landing.not_found(asked, settings.emergency_number))
+    lang = asked
     after = withdrawn_page(store, owner, canonical, lang, settings.emergency_number)
     if after is not None:
         return _html(after)
@@ -107,18 +117,21 @@ async def withdraw(
     store: Store,
     rules: Rules,
     settings: Settings,
-    buckets: Buckets,
+    limits: Limits,
 ) -> HTMLResponse:
-    if _limited(request, buckets):
-        return _html(landing.too_many())
     body = await request.body()
     form = _form(body)
-    sig, lang = form.get("s"), form.get("lang")
+    sig, lang = form.get("s"), landing.page_language(form.get("l"), form.get("lang"))
+    if _limited(request, limits):
+        return _too_many(limits, lang, settings.emergency_number)
     if form.get("confirm") != "yes" or sig is None or len(sig) > 64:
-        return _html(landing.not_found())
+        return _html(landing.not_found(lang, settings.emergency_number))
     page = await run_in_threadpool(
-        _withdraw, store, rules, code, sig, lang, settings.emergency_number
+        _withdraw, store, rules, limits, code, sig, lang, settings.emergency_number
     )
+    if page is None:
+        spent = landing.too_many(lang, settings.emergency_number)
+        return _html(spent, limits.code.retry_after())
     return _html(page)
 
 
@@ -136,15 +149,21 @@ def _form(body: bytes) -> dict[str, str]:
 def _withdraw(
     store: ServerStore,
     rules: CodeRules,
+    limits: LandingLimits,
     raw_code: str,
     sig: str,
     lang: str | None,
     emergency_number: str,
-) -> landing.Page:
+) -> landing.Page | None:
+    """The page after withdrawing; None when the code's wrong signatures are spent."""
     code = check_code(rules, raw_code)
     owner = None if code is None else owner_of(store, rules, code, sig)
     if code is None or owner is None:
-        return landing.not_found()
+        # A wrong signature costs the code's allowance here as on its page: the form is
+        # no way round the limit on guessing.
+        if code is not None and not limits.code.take(code):
+            return None
+        return landing.not_found(pages.language_of(lang), emergency_number)
     language = language_for(store, owner, code, lang)
     store.withdraw_by_attendee(owner, code, language)
     return pages.withdrawn(code, language, emergency_number)
