@@ -65,7 +65,7 @@ def test_withdrawal_on_a_phone_in_english_and_spanish(
         for name, code in codes.items():
             lang = name[:2]
             # Before the visit arrives the server knows its language from the URL only.
-            url = visit_url(config, code) + ("&lang=es" if name == "es-before" else "")
+            url = visit_url(config, code, language=lang)
             flows[name] = [url, TEXTS[lang]["offer"], TEXTS[lang]["confirm"]]
         job = tmp_path / "job.json"
         shots = Path(os.environ.get("POPUP_KIT_SHOTS", tmp_path / "shots"))
