@@ -721,6 +721,8 @@ class ServerStore:
                     self._acknowledge(conn, kit_id, code, now)
             found = self._attendee_withdrawal(conn, kit_id, code)
         assert found is not None
+        if visits:
+            self.checkpoint()  # the scrubbed bytes leave the WAL too
         event("attendee_withdrawal", kit_id=kit_id, arrived=len(visits))
         return found
 

@@ -10,6 +10,7 @@ import html
 import re
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -335,3 +336,23 @@ def test_wrong_signatures_posted_spend_the_codes_allowance(sqlite_url: str) -> N
         right = _post(server, code, {"s": CODES.sign(code, kit.slip_key), "confirm": "yes"})
         assert right.status_code == 200
         assert server.store.attendee_withdrawal(kit.kit_id, code) is not None
+
+
+def test_withdrawal_after_sync_leaves_no_contact_in_the_servers_files(sqlite_url: str) -> None:
+    path = Path(sqlite_url.removeprefix("sqlite:///"))
+    with run_server(sqlite_url, code_rules=CODES) as server:
+        kit = enroll_kit(server)
+        code, other = CODES.new_code(), CODES.new_code()
+        ingest(server, kit, _visit(kit, code))
+        kept = {"name": "Marisol Ybarra", "phone": "+34 622 456 789"}
+        ingest(server, kit, [visit_record(kit.kit_id, code=other, contact=kept)])
+
+        def on_disk() -> bytes:
+            files = [path, path.with_name(path.name + "-wal")]
+            return b"".join(f.read_bytes() for f in files if f.exists())
+
+        assert CONTACT["name"].encode() in on_disk()  # the scan sees what is there
+        _withdraw(server, kit, code)
+        held = on_disk()
+        assert CONTACT["name"].encode() not in held and CONTACT["phone"].encode() not in held
+        assert kept["name"].encode() in held
