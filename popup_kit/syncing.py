@@ -296,5 +296,7 @@ def report_pdf(config: KitConfig, report: Reconciliation, fmt: str | None = None
         only_here=report.only_here,
         only_here_codes=report.only_here_codes,
         last_error=report.last_error or "",
+        withdrawn_visits=report.withdrawn_visits,
+        withdrawn_on_slip_page=report.withdrawn_on_slip_page,
     )
     return render_reconciliation(data, fmt or config.slip_format)

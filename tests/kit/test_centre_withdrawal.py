@@ -24,6 +24,7 @@ from popup_kit.syncing import apply_centre_withdrawals, run_sync
 from sync.withdrawals import fetch_withdrawals
 from tests.kit.test_sync_kit import enroll, kit, main_in
 from tests.kit.test_withdrawal import LEAVING, STAYING, folder_bytes, secrets, with_
+from tests.printouts.conftest import pdf_text
 from tests.support.fault_proxy import FaultProxy
 from tests.sync.live_server import LiveServer, run_server
 
@@ -120,6 +121,11 @@ def test_withdrawal_on_the_slip_page_reaches_the_kit(
         main_in(config, ["report", "--date", "all"])
         shown = capsys.readouterr().out
         assert "withdrawn on the slip's page" in shown and leaving.code in shown
+        paper = tmp_path / "report.pdf"
+        main_in(config, ["report", "--date", "all", "--out", str(paper)])
+        printed = " ".join(pdf_text(paper.read_bytes()).split())
+        assert "Consent withdrawn: 1 visits (1 on the slip's page)" in printed
+        assert leaving.code in printed
         assert "Your consent is withdrawn" in requests.get(visit_url(config, leaving.code)).text
 
 
