@@ -356,3 +356,18 @@ def test_withdrawal_after_sync_leaves_no_contact_in_the_servers_files(sqlite_url
         held = on_disk()
         assert CONTACT["name"].encode() not in held and CONTACT["phone"].encode() not in held
         assert kept["name"].encode() in held
+
+
+def test_a_visit_withdrawn_on_its_page_leaves_the_export(centre: LiveServer) -> None:
+    from sync.server.export import shared_referrals
+
+    kit = enroll_kit(centre)
+    code, other = CODES.new_code(), CODES.new_code()
+    ingest(centre, kit, _visit(kit, code) + _visit(kit, other))
+
+    def exported() -> set[str]:
+        return {r.code for r in shared_referrals(centre.store.engine)}
+
+    assert exported() == {code, other}  # both shared (C2) before
+    _withdraw(centre, kit, code)
+    assert exported() == {other}
