@@ -15,7 +15,7 @@ import pytest
 import requests
 from sqlalchemy import text
 
-from popup_kit.config import KitConfig
+from popup_kit.config import KitConfig, load_config
 from popup_kit.domain import ON_THE_SLIP_PAGE, VisitRecord
 from popup_kit.enrolment import require_credentials
 from popup_kit.services import VisitService
@@ -40,6 +40,13 @@ def withdraw_on_phone(url: str) -> str:
     done = requests.post(url.split("?", 1)[0] + "/withdraw", data={**fields, "confirm": "yes"})
     assert done.status_code == 200 and "Your consent is withdrawn" in done.text
     return done.text
+
+
+def booth_kit(tmp_path: Path, server_url: str) -> KitConfig:
+    """A kit whose booth has its own emergency number."""
+    toml = tmp_path / "kit-a.toml"
+    toml.write_text(f'[server]\nbase_url = "{server_url}"\n[booth]\nemergency_number = "112"\n')
+    return load_config(toml, data_dir=tmp_path / "kit-a")
 
 
 def report(config: KitConfig, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
@@ -73,7 +80,7 @@ def test_withdrawal_on_the_slip_page_reaches_the_kit(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], synced_first: bool
 ) -> None:
     with run_server(f"sqlite:///{tmp_path / 'server.sqlite3'}") as server:
-        config = kit(tmp_path, "kit-a", server.url)
+        config = booth_kit(tmp_path, server.url)
         enroll(config, server, capsys)
         leaving, _staying = record_two(config)
         if synced_first:
@@ -126,7 +133,10 @@ def test_withdrawal_on_the_slip_page_reaches_the_kit(
         printed = " ".join(pdf_text(paper.read_bytes()).split())
         assert "Consent withdrawn: 1 visits (1 on the slip's page)" in printed
         assert leaving.code in printed
-        assert "Your consent is withdrawn" in requests.get(visit_url(config, leaving.code)).text
+        afterwards = requests.get(visit_url(config, leaving.code), timeout=10).text
+        assert "Your consent is withdrawn" in afterwards
+        # The booth's own emergency number (the server's default is 999) stays with it.
+        assert "Emergency number: 112" in afterwards and "999" not in afterwards
 
 
 def _kit_sees(server: LiveServer, config: KitConfig) -> bytes:

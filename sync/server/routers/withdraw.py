@@ -74,11 +74,12 @@ def withdrawn_page(
 ) -> landing.Page | None:
     """The page after a withdrawal (on the slip's page or at the booth), else None."""
     done = store.attendee_withdrawal(kit_id, code)
-    if done is None:
-        found = store.referral(code, kit_id)
-        if found is None or not found.withdrawn:
-            return None
-    return pages.withdrawn(code, language_for(store, kit_id, code, asked), emergency_number)
+    found = store.referral(code, kit_id)
+    if done is None and (found is None or not found.withdrawn):
+        return None
+    # The booth's own number when its visit has arrived (the skeleton keeps the booth).
+    number = (found.emergency_number if found else None) or emergency_number
+    return pages.withdrawn(code, language_for(store, kit_id, code, asked), number)
 
 
 @router.get("/r/{code}/withdraw", response_class=HTMLResponse, responses=_RESPONSES)
