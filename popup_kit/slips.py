@@ -36,9 +36,9 @@ class Printout:
 
 def kit_key(config: KitConfig) -> KitKey:
     """The kit's slip-signing key, made on first use."""
-    from printouts.payload import load_or_create_kit_key
+    from popup_kit.vault import kit_key as sealed_kit_key
 
-    return load_or_create_kit_key(config.data_dir, config.kit_id)
+    return sealed_kit_key(config)
 
 
 def visit_url(

@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from popup_kit.config import KitConfig
 from popup_kit.domain import ON_THE_SLIP_PAGE
-from popup_kit.enrolment import credentials, require_credentials
+from popup_kit.enrolment import enrolled_with, require_credentials
 from popup_kit.store import Store
 from popup_kit.store.db import iso, utc_now
 
@@ -193,7 +193,9 @@ def reconcile(
     config: KitConfig, store: Store, day: date | None, *, bounds: tuple[datetime, datetime] | None
 ) -> Reconciliation:
     """Counts over the records of visits created in ``bounds`` (all visits when None)."""
-    report = Reconciliation(day=day, kit_id=config.kit_id, enrolled=credentials(config) is not None)
+    report = Reconciliation(
+        day=day, kit_id=config.kit_id, enrolled=enrolled_with(config) is not None
+    )
     where = ""
     params: dict[str, Any] = {}
     if bounds is not None:

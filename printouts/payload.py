@@ -20,21 +20,16 @@ No personal or health data is ever part of the URL.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
-import json
-import os
 import secrets
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from printouts.codes import CODE_LENGTH, CodeError, compact_code, normalize_code
 
 SIGNATURE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32
 SIGNATURE_LENGTH = 10  # 50 bits
-KEY_FILE = "kit-slip-key.json"
 QR_V7_M_BYTES = 122  # byte-mode capacity of a version 7 QR at error correction M
 LANGUAGE_LENGTH = 2  # ISO 639-1
 LANGUAGE_PARAM = "l"
@@ -61,35 +56,9 @@ class KitKey:
         return hashlib.sha256(b"popup-kit/key-id:" + self.secret).hexdigest()[:12]
 
 
-def load_or_create_kit_key(data_dir: Path, kit_id: str = "") -> KitKey:
-    """Read the kit's key from ``data_dir``, creating it (mode 0600) on first run.
-
-    Creation is atomic: the file is written under a temporary name and linked into
-    place, so two processes starting at once end up with the same key.
-    """
-    path = data_dir / KEY_FILE
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        doc = {"version": 1, "kit_id": kit_id, "secret": secrets.token_hex(32)}
-        tmp = data_dir / f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "w", encoding="ascii") as fh:
-                json.dump(doc, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            with contextlib.suppress(FileExistsError):
-                os.link(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-    try:
-        doc = json.loads(path.read_text("ascii"))
-        secret = bytes.fromhex(doc["secret"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise PayloadError(f"the kit's slip key {path} is unreadable: {exc}") from exc
-    if len(secret) < 16:
-        raise PayloadError(f"the kit's slip key {path} is too short")
-    return KitKey(kit_id=str(doc.get("kit_id") or kit_id), secret=secret)
+def new_kit_key(kit_id: str = "") -> KitKey:
+    """A fresh slip-signing secret (256 bits); the kit keeps it sealed (popup_kit.vault)."""
+    return KitKey(kit_id=kit_id, secret=secrets.token_bytes(32))
 
 
 def _b32(data: bytes, length: int) -> str:

@@ -39,7 +39,8 @@ class BodyError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict types too: "yes" is no answer to a consent item, "1" no version number.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class _Lenient(BaseModel):
@@ -259,7 +260,7 @@ def check_body(record_type: str, schema_version: int, body: dict[str, Any]) -> N
             raise BodyError('body.sharing must be "referral" or "counts"')
         models = tuple(chosen)
     try:
-        models[0].model_validate(body, strict=False)
+        models[0].model_validate(body)
     except ValidationError as exc:
         raise BodyError(f"invalid {record_type} body: {_words(exc)}") from None
 

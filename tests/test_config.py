@@ -34,6 +34,8 @@ def test_file_overrides_only_its_keys(tmp_path: Path) -> None:
         ("[printer]\nslip_format = 'a4'\n", "slip_format"),
         ("[thresholds]\nnight_pain_age = true\n", "night_pain_age"),
         ("[screening\n", "not valid TOML"),
+        ("[booth]\nemergency_number = ''\n", "emergency_number"),
+        ("[booth]\nevent = '" + "x" * 201 + "'\n", r"\[booth\] event must be at most 200"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, text: str, needle: str) -> None:

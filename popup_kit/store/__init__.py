@@ -28,7 +28,7 @@ from popup_kit.domain import (
     VisitVersion,
 )
 from popup_kit.store.db import StoreError, iso, make_engine, migrate, parse_iso, utc_now
-from popup_kit.store.keys import unlock
+from popup_kit.store.keys import remember_key, unlock
 from popup_kit.store.tables import (
     AuditRow,
     ConsentRow,
@@ -98,6 +98,8 @@ class Store:
                 self.recovery_key = unlocked.recovery_key
                 self.encrypted_plain = unlocked.encrypted_plain
             self.key: bytes | None = key
+            if key is not None:
+                remember_key(path, key)
             self.engine: Engine = make_engine(path, key)
             self.schema_version = migrate(self.engine, path, clock=clock, key=key)
         except (OperationalError, DatabaseError) as exc:

@@ -51,6 +51,9 @@ h1{font-size:1.6em;line-height:1.2;margin:.2em 0 .6em}
 ul{padding-left:1.2em;margin:.3em 0}
 li{margin:.25em 0}
 .code{font-family:ui-monospace,monospace;letter-spacing:.08em;font-size:.9em;color:#444}
+button{font:inherit;font-weight:600;width:100%;min-height:3em;padding:.6em 1em;
+border:2px solid #0b5fff;border-radius:.4em;background:#0b5fff;color:#fff}
+a{color:#0b4fcf}
 """
 
 

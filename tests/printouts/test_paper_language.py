@@ -236,10 +236,11 @@ def test_the_slips_qr_names_the_visits_language(
 ) -> None:
     from dataclasses import replace
 
-    from printouts.payload import load_or_create_kit_key, parse_slip_url, url_language
+    from popup_kit.vault import kit_key
+    from printouts.payload import parse_slip_url, url_language
     from printouts.payload import verify_signature as verify
 
-    key = load_or_create_kit_key(spanish_kit.data_dir, spanish_kit.kit_id)
+    key = kit_key(spanish_kit)
     spanish = slip_data(spanish_kit, visits["urgent"]).url
     english = slip_data(spanish_kit, replace(visits["urgent"], language="en")).url
     assert spanish.endswith("&l=es") and english.endswith("&l=en")

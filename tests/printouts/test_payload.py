@@ -1,18 +1,14 @@
 from __future__ import annotations
 
-import stat
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from printouts.codes import CodeError, new_referral_code
 from printouts.payload import (
-    KEY_FILE,
     MAX_BASE_URL_LENGTH,
     KitKey,
     PayloadError,
-    load_or_create_kit_key,
     parse_slip_url,
     sign_code,
     slip_url,
@@ -20,15 +16,6 @@ from printouts.payload import (
     verify_signature,
 )
 from printouts.qr import qr_matrix, qr_text_art
-
-
-def test_key_created_once_private_and_stable(tmp_path: Path) -> None:
-    key = load_or_create_kit_key(tmp_path, "kit-a")
-    path = tmp_path / KEY_FILE
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert len(key.secret) == 32 and key.kit_id == "kit-a"
-    assert load_or_create_kit_key(tmp_path) == key
-    assert load_or_create_kit_key(tmp_path / "other").secret != key.secret
 
 
 def test_url_roundtrip_and_signature(kit_key: KitKey) -> None:
@@ -149,26 +136,6 @@ def test_a_base_too_long_for_a_small_qr_is_refused(kit_key: KitKey) -> None:
 def test_bad_base_urls(kit_key: KitKey, base: str, message: str) -> None:
     with pytest.raises(PayloadError, match=message):
         slip_url(base, new_referral_code(), kit_key)
-
-
-def _race_for_key(directory: str) -> str:
-    return load_or_create_kit_key(Path(directory)).secret.hex()
-
-
-def test_kits_first_run_racing_processes_agree_on_one_key(tmp_path: Path) -> None:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(8, mp_context=multiprocessing.get_context("fork")) as pool:
-        secrets = set(pool.map(_race_for_key, [str(tmp_path)] * 32))
-    assert len(secrets) == 1
-    assert [p.name for p in tmp_path.iterdir()] == [KEY_FILE]  # no temporary files left
-
-
-def test_unreadable_key_file_says_so(tmp_path: Path) -> None:
-    (tmp_path / KEY_FILE).write_text("{not json")
-    with pytest.raises(PayloadError, match=r"slip key .* is unreadable"):
-        load_or_create_kit_key(tmp_path)
 
 
 def test_text_art_shape(kit_key: KitKey) -> None:
