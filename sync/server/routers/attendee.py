@@ -89,9 +89,7 @@ def _landing(
         language = landing.page_language(found.language, language)
         # The booth that made the slip says which number to call; version 1 bodies did not.
         number = found.emergency_number or emergency_number
-        if found.void:
-            return landing.not_shared(code, language, number)
-        if not found.shared or found.level is None:
+        if found.void or not found.shared or found.level is None:
             return offer(landing.not_shared(code, language, number), code, sig, language)
         page = landing.next_steps(code, found.level, language, number, booth=found.booth)
         return offer(page, code, sig, language)

@@ -74,11 +74,12 @@ def withdrawn_page(
 ) -> landing.Page | None:
     """The page after a withdrawal (on the slip's page or at the booth), else None."""
     done = store.attendee_withdrawal(kit_id, code)
-    if done is None:
-        found = store.referral(code, kit_id)
-        if found is None or not found.withdrawn:
-            return None
-    return pages.withdrawn(code, language_for(store, kit_id, code, asked), emergency_number)
+    found = store.referral(code, kit_id)
+    if done is None and (found is None or not found.withdrawn):
+        return None
+    # The booth's own number when its visit has arrived (the skeleton keeps the booth).
+    number = (found.emergency_number if found else None) or emergency_number
+    return pages.withdrawn(code, language_for(store, kit_id, code, asked), number)
 
 
 @router.get("/r/{code}/withdraw", response_class=HTMLResponse, responses=_RESPONSES)
@@ -131,7 +132,8 @@ async def withdraw(
         _withdraw, store, rules, limits, code, sig, lang, settings.emergency_number
     )
     if page is None:
-        return _html(landing.too_many(lang, settings.emergency_number), limits.code.retry_after())
+        spent = landing.too_many(lang, settings.emergency_number)
+        return _html(spent, limits.code.retry_after())
     return _html(page)
 
 
@@ -155,14 +157,14 @@ def _withdraw(
     lang: str | None,
     emergency_number: str,
 ) -> landing.Page | None:
-    """The page after withdrawing; None when the code's signature attempts are spent."""
+    """The page after withdrawing; None when the code's wrong signatures are spent."""
     code = check_code(rules, raw_code)
     owner = None if code is None else owner_of(store, rules, code, sig)
-    if code is not None and owner is None and not limits.code.take(code):
-        # A wrong signature here costs the code an attempt, as on its page: otherwise this
-        # form would be a way round the per-code limit.
-        return None
     if code is None or owner is None:
+        # A wrong signature costs the code's allowance here as on its page: the form is
+        # no way round the limit on guessing.
+        if code is not None and not limits.code.take(code):
+            return None
         return landing.not_found(pages.language_of(lang), emergency_number)
     language = language_for(store, owner, code, lang)
     store.withdraw_by_attendee(owner, code, language)
