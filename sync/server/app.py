@@ -22,7 +22,7 @@ from sync.server.codes import CodeRules, default_rules
 from sync.server.deps import kit_auth
 from sync.server.events import AccessLog
 from sync.server.headers import SecurityHeaders
-from sync.server.limits import MAX_BODY_BYTES, BodyIntake, TokenBuckets
+from sync.server.limits import MAX_BODY_BYTES, ApiGzip, BodyIntake, TokenBuckets
 from sync.server.routers import api, attendee, docs
 from sync.server.settings import ServerSettings, key_path, load_settings
 from sync.server.store import Clock, ServerStore
@@ -80,6 +80,7 @@ def build_app(
     routers = [api.router, attendee.router, *([docs.router] if settings.docs else [])]
     for router in routers:
         app.include_router(router)
+    app.add_middleware(ApiGzip, prefix=p.API_PREFIX)
     app.add_middleware(
         BodyIntake,
         limit=MAX_BODY_BYTES,

@@ -222,3 +222,27 @@ def test_a_revoked_kit_big_upload_gets_403_unread(server: LiveServer) -> None:
     )
     assert status == 403
     assert body["error"] == "kit_revoked"
+
+
+def test_api_answers_are_compressed_and_attendee_pages_are_not(server: LiveServer) -> None:
+    kit = enroll_kit(server)
+    records = [visit_record(kit.kit_id) for _ in range(20)]
+    body = json.dumps({"kit_id": kit.kit_id, "records": [envelope(r) for r in records]})
+    asked = {**kit.headers, "Accept-Encoding": "gzip"}
+    zipped = _post(server, "/ingest", body.encode(), asked)
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    results = p.IngestResponse.model_validate_json(zipped.content).results
+    assert [r.status for r in results] == ["accepted"] * 20
+    plain = _post(
+        server,
+        "/have",
+        json.dumps({"record_ids": [r.record_id for r in results]}).encode(),
+        {**kit.headers, "Accept-Encoding": "identity"},
+    )
+    assert "Content-Encoding" not in plain.headers
+    assert len(p.HaveResponse.model_validate_json(plain.content).have) == 20
+    page = requests.get(
+        f"{server.url}/r/TEST-CODE-0000", headers={"Accept-Encoding": "gzip"}, timeout=10
+    )
+    assert len(page.content) > 1000  # big enough that compression would apply
+    assert "Content-Encoding" not in page.headers
