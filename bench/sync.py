@@ -183,17 +183,22 @@ class LinkRun:
     """Bytes each way through the proxy, headers included."""
 
 
-def over_slow_link(db_dir: Path, n: int, *, compress: bool) -> LinkRun:
-    """``n`` visits by the sync client through the slow link, gzip on or off."""
+def over_slow_link(db_dir: Path, n: int, *, compress: bool, limited: bool = True) -> LinkRun:
+    """``n`` visits by the sync client through the slow link (or, not ``limited``, through
+    the same proxy without limits or delay), gzip on or off."""
     kit_id = "kit-bench-link"
-    name = "gzip" if compress else "plain"
+    name = ("gzip" if compress else "plain") + ("" if limited else "-unlimited")
     db_url = f"sqlite:///{db_dir / f'link-{name}.sqlite3'}"
     with server_process(db_url) as url:
         credentials = enroll(db_url, url, kit_id)
         engine = kit_engine(db_dir / f"kit-link-{name}.sqlite3")
         queue(engine, visits(kit_id, n))
         host, port = url.removeprefix("http://").split(":")
-        proxy = FaultProxy(host, int(port), delay_all=SLOW_RTT, bandwidth=SLOW_LINK)
+        proxy = (
+            FaultProxy(host, int(port), delay_all=SLOW_RTT, bandwidth=SLOW_LINK)
+            if limited
+            else FaultProxy(host, int(port))
+        )
         with proxy:
             start = time.perf_counter()
             summary = sync_outbox(engine, _via(credentials, proxy), SyncConfig(compress=compress))
@@ -287,12 +292,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.only == "gzip":
         with tempfile.TemporaryDirectory(prefix="popup-kit-bench-") as tmp:
-            print_link(args.visits, *slow_link_pair(Path(tmp), args.visits), args.markdown)
+            print_link(args.visits, *slow_link_pair(Path(tmp), args.visits), markdown=args.markdown)
         return
 
     with tempfile.TemporaryDirectory(prefix="popup-kit-bench-") as tmp:
         work = Path(tmp)
         batched, single, batched_ok, single_ok = batched_vs_single(work, args.visits)
+        link = slow_link_pair(work, args.visits)
         total = args.kits * args.per_kit
         rates: dict[str, tuple[float, int, int, float] | None] = {}
         (work / "sqlite").mkdir()
@@ -368,17 +374,22 @@ def main() -> None:
     if args.markdown:
         print()
         print("\n".join(lines))
+    print()
+    print_link(args.visits, *link, markdown=args.markdown)
 
 
-def slow_link_pair(db_dir: Path, n: int) -> tuple[LinkRun, LinkRun]:
-    """The plain run first, then gzip, each with its own fresh server database."""
+def slow_link_pair(db_dir: Path, n: int) -> tuple[LinkRun, LinkRun, LinkRun]:
+    """Plain, then gzip, then gzip with no link limits (what is not the link's doing),
+    each with its own fresh server database."""
     plain = over_slow_link(db_dir, n, compress=False)
     zipped = over_slow_link(db_dir, n, compress=True)
-    return zipped, plain
+    unlimited = over_slow_link(db_dir, n, compress=True, limited=False)
+    return zipped, plain, unlimited
 
 
-def print_link(n: int, zipped: LinkRun, plain: LinkRun, markdown: bool) -> None:
+def print_link(n: int, zipped: LinkRun, plain: LinkRun, unlimited: LinkRun, markdown: bool) -> None:
     ratio = plain.seconds / zipped.seconds
+    wire = (plain.up + plain.down) / (zipped.up + zipped.down)
     link = f"{SLOW_LINK * 8 / 1e6:.0f} Mbit/s each way, {SLOW_RTT * 1000:.0f} ms round trips"
     print(f"{n} visits through a proxy limited to {link}:")
     for label, run in (("gzip", zipped), ("plain", plain)):
@@ -388,6 +399,11 @@ def print_link(n: int, zipped: LinkRun, plain: LinkRun, markdown: bool) -> None:
         )
     good = "✓" if ratio >= TARGET_GZIP_RATIO and zipped.confirmed == n else "✗"
     print(f"  ratio  {ratio:8.2f} x   target >= {TARGET_GZIP_RATIO:.0f}x {good}")
+    print(f"  bytes on the wire, plain / gzip: {wire:.2f} x")
+    print(
+        f"  the gzip sync with no link limit or delay: {unlimited.seconds:.2f} s (server and "
+        "kit work, the same in both)"
+    )
     if markdown:
         print()
         print(
@@ -397,6 +413,13 @@ def print_link(n: int, zipped: LinkRun, plain: LinkRun, markdown: bool) -> None:
             f"{plain.seconds:.1f} s, {plain.confirmed:,} confirmed; {plain.up / 1e3:,.0f} kB "
             f"up, {plain.down / 1e3:,.0f} kB down | {ratio:.1f}x faster | "
             f"≥ {TARGET_GZIP_RATIO:.0f}x {good} |"
+        )
+        print(
+            f"| the same, bytes on the wire | {(zipped.up + zipped.down) / 1e3:,.0f} kB | "
+            f"{(plain.up + plain.down) / 1e3:,.0f} kB | {wire:.1f}x fewer | — |"
+        )
+        print(
+            f"| the gzip sync with no link limit or delay | {unlimited.seconds:.1f} s | — | — | — |"
         )
 
 
