@@ -24,6 +24,7 @@ from sync.server.events import AccessLog
 from sync.server.headers import SecurityHeaders
 from sync.server.limits import (
     MAX_BODY_BYTES,
+    ApiGzip,
     BodyIntake,
     Buckets,
     DatabaseBuckets,
@@ -90,6 +91,7 @@ def build_app(
     ]
     for router in routers:
         app.include_router(router)
+    app.add_middleware(ApiGzip, prefix=p.API_PREFIX)
     app.add_middleware(
         BodyIntake,
         limit=MAX_BODY_BYTES,
