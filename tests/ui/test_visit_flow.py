@@ -12,7 +12,7 @@ from popup_kit.config import KitConfig
 from popup_kit.services import VisitService
 from popup_kit.ui.app import BoothApp
 from popup_kit.ui.screens.emergency import EmergencyScreen
-from popup_kit.ui.screens.home import HomeScreen
+from popup_kit.ui.screens.home import RECORDS_NOTE, HomeScreen
 from popup_kit.ui.screens.outcome import (
     ContactScreen,
     OutcomeScreen,
@@ -71,7 +71,10 @@ async def test_self_care_visit_is_saved_without_contact(
         assert re.search(r"Self-care\s+1\b", counts)
         assert re.search(r"Urgent\s+0\b", counts)
         # the visit and its consent record
-        assert text_of(app, "#unsent") == "Not sent yet: 1 visit (2 records), oldest 0m"
+        assert text_of(app, "#unsent").splitlines() == [
+            "Only on this laptop: 1 visit (2 records), oldest 0m",
+            RECORDS_NOTE,
+        ]
     service = stored()
     (visit,) = service.list_visits()
     assert visit.code == code and visit.triage == "self_care"
