@@ -617,8 +617,8 @@ def test_day_summary_names_levels_as_the_forms_do_in_the_kits_language() -> None
 
     text = flat(pdf_text(render_day_summary(_summary(language="es"), "receipt80")))
     assert level_name("emergency", "es") == "Emergencia"
-    assert level_name("urgent", "es") == "Urgente"
-    for shown in ("Emergencia: 1", "Urgente: 3", "Ordinaria: 10", "Autocuidado: 6"):
+    assert level_name("urgent", "es") == "Preferente"
+    for shown in ("Emergencia: 1", "Preferente: 3", "Ordinaria: 10", "Autocuidado: 6"):
         assert shown in text
     assert "No elegible: 2" in text and "Consentimiento rechazado: 1" in text
 
