@@ -63,11 +63,30 @@ def screen_text(key: str, language: str, **values: Any) -> str:
     return fill(localized(entry, language), values)
 
 
+def page_text(key: str, language: str) -> str:
+    """A text of the triage server's attendee pages, in ``language`` (English if missing)."""
+    return localized(_texts()["page"][key], language)
+
+
 def emergency_number_line(language: str, number: str) -> str:
     """The emergency number line; with no number set, the attendee is sent to the volunteer."""
     if not number.strip():
         return screen_text("no_emergency_number", language)
     return screen_text("emergency_number", language, emergency_number=number.strip())
+
+
+def range_text(kind: str, lo: float | None, hi: float | None, language: str) -> str:
+    """What a number question allows, in ``language``: "un número entero de 0 a 120"."""
+
+    def num(x: float) -> str:
+        return str(int(x)) if float(x).is_integer() else str(x)
+
+    what = screen_text("range_integer" if kind == "integer" else "range_number", language)
+    if lo is not None and hi is not None:
+        return screen_text("range_between", language, what=what, lo=num(lo), hi=num(hi))
+    if lo is not None:
+        return screen_text("range_at_least", language, what=what, lo=num(lo))
+    return what
 
 
 def language_names() -> dict[str, str]:

@@ -25,6 +25,7 @@ of the kit's SQLite file (which holds the ``outbox`` table) and the kit's creden
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
@@ -51,6 +52,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+_plain_servers: set[str] = set()
+"""Servers (API base URLs) that refused a gzip body in this process: sent plain since."""
+_plain_lock = threading.Lock()
 Progress = Callable[[int, int], None]
 FailureKind = Literal["transient", "permanent", "record"]
 LOCK_SUFFIX = ".sync-lock"
@@ -90,6 +94,9 @@ class SyncConfig:
     """How long to wait for another relay of the same outbox to finish."""
     verify_tls: bool | str = True
     """``True``, ``False`` or the path of a CA bundle for the server's certificate."""
+    compress: bool = True
+    """Send bodies gzip-compressed and accept compressed answers (a kit on a slow link
+    gains most); a server that refuses gzip gets plain bodies from then on."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size <= p.MAX_BATCH:
@@ -429,7 +436,27 @@ class SyncClient:
             self._local.session = None
 
     def _post(self, run: _Run, path: str, body: bytes) -> requests.Response:
-        """One request; raises :class:`RequestFailed` unless the server answered 2xx."""
+        """One request; raises :class:`RequestFailed` unless the server answered 2xx.
+
+        The body goes gzip-compressed unless the server is known to refuse that. A server
+        that refuses it (415; or 400, as servers before gzip did, when the same body sent
+        plain is not refused too) gets this body again plain, and plain ones from then on.
+        """
+        with _plain_lock:
+            plain = not self.config.compress or self._base in _plain_servers
+        if not plain:
+            response = self._send(run, path, gzip.compress(body, mtime=0), gzipped=True)
+            if response.status_code not in (400, 415):
+                return self._checked(run, response)
+            fallback = self._send(run, path, body, gzipped=False)
+            if response.status_code == 415 or fallback.status_code != 400:
+                log.warning("sync: the server does not take gzip bodies; sending them plain")
+                with _plain_lock:
+                    _plain_servers.add(self._base)
+            return self._checked(run, fallback)
+        return self._checked(run, self._send(run, path, body, gzipped=False))
+
+    def _send(self, run: _Run, path: str, data: bytes, *, gzipped: bool) -> requests.Response:
         import requests
 
         left = run.deadline - time.monotonic()
@@ -438,11 +465,16 @@ class SyncClient:
         cfg = self.config
         cut_short = left < max(cfg.connect_timeout, cfg.read_timeout)
         timeout = (min(cfg.connect_timeout, left), min(cfg.read_timeout, left))
+        headers = {"Content-Type": "application/json"}
+        if gzipped:
+            headers["Content-Encoding"] = "gzip"
+        if not cfg.compress:
+            headers["Accept-Encoding"] = "identity"
         try:
-            response = self._session().post(
+            return self._session().post(
                 self._base + path,
-                data=body,
-                headers={"Content-Type": "application/json"},
+                data=data,
+                headers=headers,
                 timeout=timeout,
                 allow_redirects=False,
             )
@@ -454,6 +486,8 @@ class SyncClient:
                 # over, and the failure before it (if any) is the one worth reporting.
                 raise _Stopped from exc
             raise RequestFailed(failure) from exc
+
+    def _checked(self, run: _Run, response: requests.Response) -> requests.Response:
         failure = classify(response=response)
         if failure is not None:
             raise RequestFailed(failure)

@@ -1,7 +1,7 @@
 """Security headers on every response, and no-store on every attendee page.
 
-The attendee pages carry no script; their one inline style is allowed by its hash, so the
-CSP needs no 'unsafe-inline'. Nothing is loaded from another origin.
+The attendee pages carry no script; their inline styles are allowed by their hashes, so
+the CSP needs no 'unsafe-inline'. Nothing is loaded from another origin.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import hashlib
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sync.server import landing
+from sync.server import landing, withdraw_pages
 
 ATTENDEE_PREFIX = "/r/"
 CLINIC_PREFIX = "/clinic"
@@ -24,8 +24,11 @@ CLINIC_CSP = (
 
 
 def _style_source() -> str:
-    digest = hashlib.sha256(landing.STYLE.encode()).digest()
-    return f"'sha256-{base64.b64encode(digest).decode()}'"
+    hashes = []
+    for style in (landing.STYLE, withdraw_pages.STYLE):
+        digest = hashlib.sha256(style.encode()).digest()
+        hashes.append(f"'sha256-{base64.b64encode(digest).decode()}'")
+    return " ".join(hashes)
 
 
 def csp() -> str:

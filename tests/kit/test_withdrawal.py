@@ -16,6 +16,7 @@ from popup_kit.domain import Contact
 from popup_kit.enrolment import require_credentials
 from popup_kit.services import VisitService
 from popup_kit.syncing import run_sync
+from popup_kit.vault import save_credentials
 from tests.kit.conftest import CONSENT_ALL, visit_input
 from tests.kit.test_sync_kit import enroll, kit
 from tests.support.fault_proxy import FaultProxy
@@ -111,7 +112,7 @@ def test_withdrawal_before_sync_never_puts_the_contact_on_the_wire(
         host, port = server.url.removeprefix("http://").split(":")
         with FaultProxy(host, int(port)) as proxy:
             creds = require_credentials(config)
-            dataclasses.replace(creds, server_url=proxy.url).save(config.data_dir)
+            save_credentials(config, dataclasses.replace(creds, server_url=proxy.url))
             service = VisitService(config)
             try:
                 leaving = service.record_visit(with_(LEAVING))
@@ -120,9 +121,39 @@ def test_withdrawal_before_sync_never_puts_the_contact_on_the_wire(
                 summary = run_sync(config, service.store)
             finally:
                 service.close()
-            wire = b"".join(proxy.bodies)
+            wire = b"".join(proxy.decoded_bodies())
     assert summary.confirmed == 5, summary  # two visits, two consents, one withdrawal
     assert leaving.visit_id.encode() in wire and staying.visit_id.encode() in wire
     for secret in secrets(LEAVING):
         assert secret not in wire, secret
     assert STAYING.name.encode() in wire  # the wire is readable: the other contact went
+
+
+def test_withdrawal_after_sync_clears_the_confirmed_payloads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with run_server(f"sqlite:///{tmp_path / 'server.sqlite3'}") as server:
+        config: KitConfig = kit(tmp_path, "kit-a", server.url)
+        enroll(config, server, capsys)
+        service = VisitService(config)
+        try:
+            leaving = service.record_visit(with_(LEAVING))
+            service.record_visit(with_(STAYING))
+            assert run_sync(config, service.store).all_confirmed
+            assert all(s in folder_bytes(service) for s in secrets(LEAVING))
+            service.withdraw_consent(leaving.visit_id, "CD")
+            after = folder_bytes(service)
+            with service.store.engine.connect() as conn:
+                kept = conn.execute(
+                    text(
+                        "SELECT state, content_hash, receipt FROM outbox "
+                        "WHERE visit_id = :v AND record_type = 'visit'"
+                    ),
+                    {"v": leaving.visit_id},
+                ).one()
+        finally:
+            service.close()
+    for secret in secrets(LEAVING):
+        assert secret not in after, secret
+    assert all(s in after for s in secrets(STAYING))
+    assert kept[0] == "confirmed" and kept[1] and kept[2]  # hash and receipt stay

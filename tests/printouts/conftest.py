@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from printouts.codes import new_referral_code
-from printouts.payload import KitKey, load_or_create_kit_key, slip_url
+from printouts.payload import KitKey, new_kit_key, slip_url
 from printouts.render import SlipData
 from tests.support.cups import CupsUnavailable, PrivateCups, private_cups
 
@@ -88,7 +88,7 @@ def photograph(
 
 @pytest.fixture
 def kit_key(tmp_path: Path) -> KitKey:
-    return load_or_create_kit_key(tmp_path / "kit", "kit-test")
+    return new_kit_key("kit-test")
 
 
 @pytest.fixture
@@ -96,11 +96,12 @@ def make_slip(kit_key: KitKey) -> Callable[..., SlipData]:
     def make(**over: Any) -> SlipData:
         code = over.pop("code", new_referral_code())
         base = over.pop("base_url", "https://triage.example.org")
+        language = over.get("language", "en")
         fields: dict[str, Any] = {
             "code": code,
-            "url": "" if not code or "url" in over else slip_url(base, code, kit_key),
+            "url": "" if not code or "url" in over else slip_url(base, code, kit_key, language),
             "level": "routine",
-            "language": "en",
+            "language": language,
             "booth_name": "Night market booth",
             "event": "Late market",
             "visit_date": dt.date(2026, 11, 22),

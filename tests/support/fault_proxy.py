@@ -13,10 +13,16 @@ plan (or from a seeded random mix) and the proxy acts it out:
 - ``portal``: answer 200 with a captive-portal HTML page
 - ``hold``: forward, let the server commit, then hold the answer until :meth:`release`
   (``holding`` is set meanwhile): the moment to kill the client
+
+``bandwidth`` (bytes per second, each way) paces every byte of requests and answers,
+headers included, through a token bucket per direction shared by all connections: a slow
+link. ``refuse_gzip`` (a status, 415 or 400) answers every gzip-encoded request as a
+server without gzip support would, without forwarding it.
 """
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import random
 import socket
@@ -24,15 +30,18 @@ import struct
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from sync import protocol as p
 
 PORTAL_PAGE = (
     b"<html><head><title>Welcome to Market WiFi</title></head>"
     b"<body><h1>Accept the terms to continue</h1><form><button>Connect</button></form>"
     b"</body></html>"
 )
+_CHUNK = 4096
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade"}
 
 
@@ -46,6 +55,8 @@ class FaultProxy:
         mix: dict[str, float] | None = None,
         seed: int = 0,
         delay_all: float = 0.0,
+        bandwidth: float | None = None,
+        refuse_gzip: int | None = None,
     ) -> None:
         self.upstream = (upstream_host, upstream_port)
         self._plan: deque[str] = deque(plan)
@@ -59,6 +70,14 @@ class FaultProxy:
         """(path, fault) of every request, in arrival order."""
         self.bodies: list[bytes] = []
         """Every request body as it came over the wire, in arrival order."""
+        self.encodings: list[str] = []
+        """Every request's Content-Encoding ('' for none), in arrival order."""
+        self.refuse_gzip = refuse_gzip
+        self.wire_up = 0
+        self.wire_down = 0
+        """Bytes carried each way (request and answer, headers included)."""
+        self._up = ByteBucket(bandwidth) if bandwidth else None
+        self._down = ByteBucket(bandwidth) if bandwidth else None
         self.holding = threading.Event()
         self._release = threading.Event()
         proxy = self
@@ -102,6 +121,12 @@ class FaultProxy:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def decoded_bodies(self) -> list[bytes]:
+        """The request bodies as the server reads them (gzip ones inflated)."""
+        with self._lock:
+            pairs = list(zip(self.bodies, self.encodings, strict=True))
+        return [gzip.decompress(body) if enc.lower() == "gzip" else body for body, enc in pairs]
+
     def set_plan(self, plan: Iterable[str]) -> None:
         with self._lock:
             self._plan = deque(plan)
@@ -136,9 +161,28 @@ class FaultProxy:
 
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
         length = int(h.headers.get("Content-Length") or 0)
-        body = h.rfile.read(length) if length else b""
+        self._pace_up(len(h.requestline) + len(str(h.headers)) + 2)
+        chunks = []
+        while length > 0:
+            chunk = h.rfile.read(min(length, _CHUNK))
+            if not chunk:
+                break
+            self._pace_up(len(chunk))
+            chunks.append(chunk)
+            length -= len(chunk)
+        body = b"".join(chunks)
+        encoding = h.headers.get("Content-Encoding", "")
         with self._lock:
             self.bodies.append(body)
+            self.encodings.append(encoding)
+        if self.refuse_gzip and encoding.lower() == "gzip":
+            with self._lock:
+                self.requests += 1
+                self.log.append((h.path, f"refuse_gzip:{self.refuse_gzip}"))
+            error = p.ErrorResponse(error="http_error", detail="no gzip here").model_dump_json()
+            marker = {p.PROTOCOL_HEADER: str(p.PROTOCOL_VERSION)}
+            self._reply(h, self.refuse_gzip, error.encode(), "application/json", marker)
+            return
         fault = self._next_fault(h.path)
         name, _, arg = fault.partition(":")
         if self.delay_all:
@@ -147,13 +191,13 @@ class FaultProxy:
             _reset(h)
             return
         if name == "5xx":
-            _reply(h, 503, b"Service Unavailable", "text/plain")
+            self._reply(h, 503, b"Service Unavailable", "text/plain")
             return
         if name == "429":
-            _reply(h, 429, b"Too Many Requests", "text/plain", {"Retry-After": arg or "1"})
+            self._reply(h, 429, b"Too Many Requests", "text/plain", {"Retry-After": arg or "1"})
             return
         if name == "portal":
-            _reply(h, 200, PORTAL_PAGE, "text/html")
+            self._reply(h, 200, PORTAL_PAGE, "text/html")
             return
         if name == "delay":
             time.sleep(float(arg))
@@ -164,7 +208,41 @@ class FaultProxy:
         if name == "drop_after_commit":
             _reset(h)
             return
-        _reply(h, status, payload, None, headers)
+        self._reply(h, status, payload, None, headers)
+
+    def _pace_up(self, n: int) -> None:
+        with self._lock:
+            self.wire_up += n
+        if self._up is not None:
+            self._up.take(n)
+
+    def _reply(
+        self,
+        h: BaseHTTPRequestHandler,
+        status: int,
+        payload: bytes,
+        content_type: str | None,
+        headers: dict[str, str] | list[tuple[str, str]] | None = None,
+    ) -> None:
+        items = headers.items() if isinstance(headers, dict) else (headers or [])
+        head = [(k, v) for k, v in items if k.lower() != "content-length"]
+        if content_type:
+            head.append(("Content-Type", content_type))
+        head.append(("Content-Length", str(len(payload))))
+        head_size = 17 + sum(len(k) + len(v) + 4 for k, v in head) + 2
+        with self._lock:
+            self.wire_down += head_size + len(payload)
+        if self._down is not None:
+            self._down.take(head_size)
+        h.send_response(status)
+        for key, value in head:
+            h.send_header(key, value)
+        h.end_headers()
+        for at in range(0, len(payload), _CHUNK):
+            chunk = payload[at : at + _CHUNK]
+            if self._down is not None:
+                self._down.take(len(chunk))
+            h.wfile.write(chunk)
 
     def _forward(
         self, h: BaseHTTPRequestHandler, body: bytes
@@ -183,30 +261,42 @@ class FaultProxy:
             conn.close()
 
 
+class ByteBucket:
+    """A link's capacity: ``rate`` bytes per second, up to ``burst`` at once. Callers
+    that take more than is there sleep off the debt, so together they never exceed it."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int = 16 * 1024,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.clock = clock
+        self.sleep = sleep
+        self._tokens = float(burst)
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> None:
+        with self._lock:
+            now = self.clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            self._tokens -= n
+            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
+        if wait:
+            self.sleep(wait)
+
+
 class _QuietServer(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that hung up (or was killed) before its answer is the point of the
         # exercise, not an error worth a traceback.
         return
-
-
-def _reply(
-    h: BaseHTTPRequestHandler,
-    status: int,
-    payload: bytes,
-    content_type: str | None,
-    headers: dict[str, str] | list[tuple[str, str]] | None = None,
-) -> None:
-    h.send_response(status)
-    items = headers.items() if isinstance(headers, dict) else (headers or [])
-    for key, value in items:
-        if key.lower() != "content-length":
-            h.send_header(key, value)
-    if content_type:
-        h.send_header("Content-Type", content_type)
-    h.send_header("Content-Length", str(len(payload)))
-    h.end_headers()
-    h.wfile.write(payload)
 
 
 def _reset(h: BaseHTTPRequestHandler) -> None:

@@ -1,8 +1,12 @@
 """Fuzzing the real server from its own OpenAPI document (schemathesis): whatever comes
-in, valid or not, the answer is never a 5xx and always carries the protocol header."""
+in, valid or not, plain or gzip-compressed, the answer is never a 5xx and always carries
+the protocol header."""
 
 from __future__ import annotations
 
+import gzip
+import itertools
+import json
 from typing import Any
 
 import pytest
@@ -42,6 +46,9 @@ def _fuzz(
     session: requests.Session,
     seen: dict[str, set[int]],
 ) -> None:
+    # Every other body goes gzip-compressed, as kits send them.
+    zip_it = itertools.cycle([False, True] if operation.body else [False])
+
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(
         max_examples=EXAMPLES,
@@ -53,12 +60,33 @@ def _fuzz(
     def check(case: Any) -> None:
         if mode is GenerationMode.POSITIVE and operation.path.endswith("/ingest"):
             _deepen(case, kit)
-        response = case.call(base_url=server.url, headers=kit.headers, session=session)
-        seen.setdefault(operation.path, set()).add(response.status_code)
-        assert response.status_code < 500, (case.as_curl_command(), response.text)
-        assert response.headers.get(p.PROTOCOL_HEADER.lower()) == ["1"]
+        zipped = next(zip_it)
+        if zipped:
+            status, marker, text = _call_gzipped(case, server, kit, session)
+        else:
+            response = case.call(base_url=server.url, headers=kit.headers, session=session)
+            status, text = response.status_code, response.text
+            marker = (response.headers.get(p.PROTOCOL_HEADER.lower()) or [None])[0]
+        seen.setdefault(operation.path + (" gzip" if zipped else ""), set()).add(status)
+        assert status < 500, (case.as_curl_command(), text)
+        assert marker == "1"
 
     check()
+
+
+def _call_gzipped(
+    case: Any, server: LiveServer, kit: EnrolledKit, session: requests.Session
+) -> tuple[int, str | None, str]:
+    """The case's request with its body gzip-compressed: status, protocol header, text."""
+    kwargs = case.as_transport_kwargs(base_url=server.url, headers=kit.headers)
+    if "json" in kwargs:
+        data: Any = json.dumps(kwargs.pop("json")).encode()
+    else:
+        data = kwargs.pop("data", None) or b""
+    kwargs["data"] = gzip.compress(data.encode() if isinstance(data, str) else data)
+    kwargs["headers"]["Content-Encoding"] = "gzip"
+    response = session.request(**kwargs, timeout=30)
+    return response.status_code, response.headers.get(p.PROTOCOL_HEADER), response.text
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
@@ -83,3 +111,5 @@ def test_no_input_makes_the_server_fail(any_server: LiveServer, mode: Generation
     if mode is GenerationMode.POSITIVE:
         assert 200 in seen["/api/v1/ingest"]
         assert 200 in seen["/api/v1/have"]
+        assert 200 in seen["/api/v1/ingest gzip"]
+        assert 200 in seen["/api/v1/have gzip"]
