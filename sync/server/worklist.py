@@ -263,23 +263,29 @@ class _Facts:
     event: str
     visit_at: datetime | None
     phone: str | None
+    # The consent items the body was cut to at the booth (typed bodies carry them).
+    scope: dict[str, bool]
 
 
 def _facts(body: dict[str, Any]) -> _Facts:
     outcome = _dict(body.get("outcome"))
     answers = _dict(body.get("answers"))
     phone = _dict(body.get("contact")).get("phone")
-    booth, event, language = body.get("booth"), body.get("event"), body.get("language")
+    booth = _dict(body.get("booth"))
+    name, event, language = booth.get("name"), booth.get("event"), body.get("language")
+    scope = _dict(body.get("consent"))
     return _Facts(
-        level=outcome.get("triage"),
+        # A "counts" body (C2 refused at the booth) is no referral.
+        level=None if body.get("sharing") == "counts" else outcome.get("triage"),
         void=body.get("status") == "void",
         rules=_rules(outcome),
         age_band=age_band(answers.get("age_years", body.get("age_years"))),
         language=language if isinstance(language, str) else "en",
-        booth=booth if isinstance(booth, str) and booth else None,
+        booth=name if isinstance(name, str) and name else None,
         event=event if isinstance(event, str) else "",
         visit_at=parse_time(body.get("visit_created_at")) or parse_time(body.get("created_at")),
         phone=phone if isinstance(phone, str) and phone else None,
+        scope={k: scope[k] is True for k in ("c2", "c3") if k in scope},
     )
 
 
@@ -473,6 +479,8 @@ def _row(
     facts = visit.facts
     if facts is None:
         return None
+    # Consent records, in order, decide; a typed body's own scope stands where none has.
+    consent = {**facts.scope, **consent}
     level = facts.level
     if (
         withdrawn

@@ -20,6 +20,7 @@ from typing import Any
 import requests
 import uvicorn
 
+from sync.bodies import BODY_VERSION, Booth, Contact, visit_body
 from sync.records import make_record
 from sync.server.accounts import Accounts
 from sync.server.app import build_app
@@ -130,40 +131,65 @@ def referral_records(
     age: int = 47,
     rules: tuple[str, ...] = ("RO1",),
     status: str = "active",
-    event: str | None = None,
+    event: str = "",
+    booth: str | None = None,
 ) -> list[dict[str, Any]]:
-    """A visit and its consent, as a kit sends them."""
+    """A visit and its consent, as a kit sends them (typed bodies, cut to the consent)."""
     visit_id = str(uuid.uuid4())
     stamp = visit_at.strftime("%Y-%m-%dT%H:%M:%SZ")
-    body: dict[str, Any] = {
-        "visit_id": visit_id,
-        "version": 1,
-        "supersedes": None,
-        "status": status,
-        "void_reason": None,
-        "referral_code": code,
-        "visit_created_at": stamp,
-        "created_at": stamp,
-        "volunteer": "Ana",
-        "language": "en",
-        "answers": {"age_years": age, "leg_pain_side": "unilateral", "pain_nrs": 6},
-        "outcome": {"triage": level, "rules": list(rules), "ruleset_version": "2026.1"},
-        "forms_version": "2026.1",
-    }
-    if phone is not None:
-        body["contact"] = {"name": "Sam Example", "phone": phone}
-    if event is not None:
-        body["event"] = event
-    consent = make_record(
+    items = {"c1": True, "c2": c2, "c3": c3, "c4": False, "c5": False}
+    body = visit_body(
+        visit_id=visit_id,
+        version=1,
+        supersedes=None,
+        status=status,
+        void_reason=None,
+        referral_code=code,
+        visit_created_at=stamp,
+        created_at=stamp,
+        volunteer="Ana",
+        language="en",
+        answers={"age_years": age, "leg_pain_side": "unilateral", "pain_nrs": 6},
+        outcome={"triage": level, "rules": list(rules), "ruleset_version": "2026.11-1"},
+        forms_version="2026.1",
+        booth=Booth(name=booth or kit_id, event=event, emergency_number="999"),
+        consent=items,
+        contact=None if phone is None else Contact(name="Sam Example", phone=phone),
+    )
+    return [
+        consent_change(kit_id, visit_id, items, at=visit_at, kind="initial"),
+        _visit(kit_id, stamp, body),
+    ]
+
+
+def _visit(kit_id: str, stamp: str, body: dict[str, Any]) -> dict[str, Any]:
+    return make_record(
         record_id=str(uuid.uuid4()),
+        record_type="visit",
+        kit_id=kit_id,
+        created_at=stamp,
+        body=body,
+        schema_version=BODY_VERSION,
+    )
+
+
+def consent_change(
+    kit_id: str, visit_id: str, items: dict[str, bool], *, at: datetime, kind: str = "change"
+) -> dict[str, Any]:
+    """A consent event for ``visit_id`` (the initial one, or a later change)."""
+    stamp = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    consent_id = str(uuid.uuid4())
+    return make_record(
+        record_id=consent_id,
         record_type="consent",
         kit_id=kit_id,
         created_at=stamp,
+        schema_version=BODY_VERSION,
         body={
             "visit_id": visit_id,
-            "consent_id": str(uuid.uuid4()),
-            "kind": "initial",
-            "items": {"c1": True, "c2": c2, "c3": c3, "c4": False, "c5": False},
+            "consent_id": consent_id,
+            "kind": kind,
+            "items": items,
             "text_version": "2026.1",
             "text_hash": "ab" * 32,
             "language": "en",
@@ -172,14 +198,6 @@ def referral_records(
             "at": stamp,
         },
     )
-    visit = make_record(
-        record_id=str(uuid.uuid4()),
-        record_type="visit",
-        kit_id=kit_id,
-        created_at=stamp,
-        body=body,
-    )
-    return [consent, visit]
 
 
 def send(clinic: Clinic, kit: EnrolledKit, records: list[dict[str, Any]]) -> None:

@@ -17,13 +17,14 @@ from tests.sync.clinic_support import (
     NOW,
     PASSWORD,
     Clinic,
+    consent_change,
     page_csrf,
     referral_records,
     run_clinic,
     send,
     sign_in,
 )
-from tests.sync.live_server import enroll_kit
+from tests.sync.live_server import consent_record, enroll_kit, visit_record
 
 
 @pytest.fixture
@@ -118,21 +119,48 @@ def test_deadlines_come_from_the_configuration(db_url: str) -> None:
 
 def test_phone_only_where_c3_was_granted(clinic: Clinic) -> None:
     kit = enroll_kit(clinic.live)
+    later = referral_records(kit.kit_id, "LATE-0000-0003", phone="+44 7700 900333")
     send(
         clinic,
         kit,
         referral_records(kit.kit_id, "WITH-0000-0001", phone="+44 7700 900111")
-        + referral_records(kit.kit_id, "NOC3-0000-0002", c3=False, phone="+44 7700 900222"),
+        + referral_records(kit.kit_id, "NOC3-0000-0002", c3=False, phone="+44 7700 900222")
+        + later,
     )
     web = sign_in(clinic, "dana")
     phones = {r["code"]: r["phone"] for r in _rows(web, clinic)}
-    assert phones == {"WITH-0000-0001": "+44 7700 900111", "NOC3-0000-0002": None}
+    assert phones == {
+        "WITH-0000-0001": "+44 7700 900111",
+        "NOC3-0000-0002": None,
+        "LATE-0000-0003": "+44 7700 900333",
+    }
+    # C3 taken back later (a consent change from the booth): the visit still holds the
+    # number, but the worklist no longer shows it.
+    visit_id = later[1]["body"]["visit_id"]
+    items = {"c1": True, "c2": True, "c3": False, "c4": False, "c5": False}
+    send(clinic, kit, [consent_change(kit.kit_id, visit_id, items, at=NOW)])
+    phones = {r["code"]: r["phone"] for r in _rows(web, clinic)}
+    assert phones["LATE-0000-0003"] is None
     listing = web.get(clinic.url + "/", timeout=10).text
-    assert "900111" in listing and "900222" not in listing
-    without = web.get(clinic.url + f"/r/{kit.kit_id}/NOC3-0000-0002", timeout=10).text
-    assert "900222" not in without and "not shared (no consent C3)" in without
+    assert "900111" in listing and "900222" not in listing and "900333" not in listing
+    for code, number in (("NOC3-0000-0002", "900222"), ("LATE-0000-0003", "900333")):
+        page = web.get(clinic.url + f"/r/{kit.kit_id}/{code}", timeout=10).text
+        assert number not in page and "not shared (no consent C3)" in page
     with_phone = web.get(clinic.url + f"/r/{kit.kit_id}/WITH-0000-0001", timeout=10).text
     assert 'href="tel:+44 7700 900111"' in with_phone
+
+
+def test_a_legacy_body_with_a_phone_but_no_c3_shows_none(clinic: Clinic) -> None:
+    kit = enroll_kit(clinic.live)
+    visit = visit_record(kit.kit_id, code="OLD0-0000-0001", contact={"name": "S", "phone": "0444"})
+    consent = consent_record(kit.kit_id, visit["body"]["visit_id"])
+    consent["body"]["items"]["c3"] = False
+    send(clinic, kit, [consent, visit])
+    web = sign_in(clinic, "dana")
+    rows = _rows(web, clinic)
+    assert [(r["code"], r["phone"]) for r in rows] == [("OLD0-0000-0001", None)]
+    page = web.get(clinic.url + f"/r/{kit.kit_id}/OLD0-0000-0001", timeout=10).text
+    assert "0444" not in page
 
 
 def test_one_referrals_page_never_shows_anothers_data(clinic: Clinic) -> None:
