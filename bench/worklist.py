@@ -57,7 +57,15 @@ def insert(store: ServerStore, numbers: Any) -> None:
         code = f"{i:04X}-{uuid.uuid4().hex[:4].upper()}-{uuid.uuid4().hex[:4].upper()}"
         at = iso(NOW - timedelta(minutes=7 * i % (6 * 24 * 60)))
         level = LEVELS[i % len(LEVELS)]
+        c3 = i % 4 != 0
         visit = {
+            "sharing": "referral",
+            "consent": {"c2": True, "c3": c3, "c4": False},
+            "booth": {
+                "name": kit,
+                "event": "Night market" if i % 2 else "Community centre",
+                "emergency_number": "999",
+            },
             "visit_id": visit_id,
             "version": 1,
             "status": "active",
@@ -67,10 +75,9 @@ def insert(store: ServerStore, numbers: Any) -> None:
             "language": "en" if i % 3 else "es",
             "answers": {"age_years": 16 + i % 70},
             "outcome": {"triage": level, "rules": ["RO1"], "ruleset_version": "2026.11-1"},
-            "contact": {"name": "Sam", "phone": f"+44 7700 9{i:05d}"},
-            "event": "Night market" if i % 2 else "Community centre",
+            **({"contact": {"name": "Sam", "phone": f"+44 7700 9{i:05d}"}} if c3 else {}),
         }
-        consent = {"visit_id": visit_id, "items": {"c1": True, "c2": True, "c3": i % 4 != 0}}
+        consent = {"visit_id": visit_id, "items": {"c1": True, "c2": True, "c3": c3}}
         for record_type, body, version in (("consent", consent, None), ("visit", visit, 1)):
             rows.append(
                 {
@@ -92,7 +99,7 @@ def insert(store: ServerStore, numbers: Any) -> None:
             text(
                 "INSERT INTO record (record_id, kit_id, record_type, schema_version, "
                 "content_hash, created_at, received_at, signature, visit_id, visit_version, "
-                "referral_code, payload, body) VALUES (:r, :k, :t, 3, :h, :c, :ra, 'x', :v, "
+                "referral_code, payload, body) VALUES (:r, :k, :t, 2, :h, :c, :ra, 'x', :v, "
                 ":vv, :code, :p, :b)"
             ),
             rows,

@@ -393,3 +393,19 @@ def test_an_event_committed_below_the_newest_id_is_not_missed(sqlite_url: str) -
         # below the newest id already seen.
         close(5, "LATE-0000-000B")
         assert codes() == []
+
+
+def test_a_withdrawal_takes_the_referral_off_the_worklist(clinic: Clinic) -> None:
+    kit = enroll_kit(clinic.live)
+    send(
+        clinic,
+        kit,
+        referral_records(kit.kit_id, "GONE-0000-0001", phone="+44 7700 900111")
+        + referral_records(kit.kit_id, "STAY-0000-0002"),
+    )
+    web = sign_in(clinic, "dana")
+    assert len(_rows(web, clinic)) == 2
+    clinic.live.store.withdraw_by_attendee(kit.kit_id, "GONE-0000-0001", "en")
+    assert [r["code"] for r in _rows(web, clinic)] == ["STAY-0000-0002"]
+    page = web.get(clinic.url + f"/r/{kit.kit_id}/GONE-0000-0001", timeout=10)
+    assert page.status_code == 404 and "900111" not in page.text
