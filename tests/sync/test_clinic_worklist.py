@@ -409,3 +409,24 @@ def test_a_withdrawal_takes_the_referral_off_the_worklist(clinic: Clinic) -> Non
     assert [r["code"] for r in _rows(web, clinic)] == ["STAY-0000-0002"]
     page = web.get(clinic.url + f"/r/{kit.kit_id}/GONE-0000-0001", timeout=10)
     assert page.status_code == 404 and "900111" not in page.text
+
+
+def test_bad_entries_are_refused_and_not_recorded(clinic: Clinic) -> None:
+    kit = enroll_kit(clinic.live)
+    send(clinic, kit, referral_records(kit.kit_id, "BADS-0000-0001"))
+    web = sign_in(clinic, "dana")
+    token = page_csrf(clinic, web)
+    page = clinic.url + f"/r/{kit.kit_id}/BADS-0000-0001"
+    unknown = web.post(page + "/delete", data={"csrf": token}, timeout=10)
+    assert unknown.status_code == 403
+    long_note = web.post(page + "/note", data={"csrf": token, "note": "x" * 4001}, timeout=10)
+    assert "Not recorded: a note holds at most 4000 characters" in long_note.text
+    when = web.post(
+        page + "/attempt", data={"csrf": token, "result": "reached", "at": "yesterday"}, timeout=10
+    )
+    assert "Not recorded: unreadable time" in when.text
+    # A body past the form limit carries no readable token: refused as a forged form.
+    huge = web.post(page + "/note", data={"csrf": token, "note": "x" * 20_000}, timeout=10)
+    assert huge.status_code == 403
+    with clinic.live.store.engine.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM referral_event")).scalar_one() == 0
