@@ -1,16 +1,15 @@
 """An attendee withdraws on a 390x844 Chromium from a real slip's URL, in English and in
 Spanish, before and after the visit synced; the kit's next sync removes the contacts.
 
-Needs a Python with Playwright (``POPUP_KIT_PLAYWRIGHT_PYTHON``, see COMMON set-up:
-``uv venv /tmp/pw && VIRTUAL_ENV=/tmp/pw uv pip install playwright==1.49.1``) and
-Chromium; skipped otherwise."""
+The browser runs in a process of its own (tests/support/phone_browser.py, Playwright
+driving Debian's Chromium), so that its event loop stays out of the test's."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from sync.server.withdraw_pages import TEXTS
 from tests.kit.conftest import CONSENT_ALL, visit_input
 from tests.kit.test_centre_withdrawal import report, sync_and_read
 from tests.kit.test_sync_kit import enroll, kit
+from tests.support.chromium import chromium
 from tests.sync.live_server import run_server
 
 BROWSER = Path(__file__).resolve().parents[1] / "support" / "phone_browser.py"
@@ -36,10 +36,8 @@ pytestmark = pytest.mark.slow
 
 
 def _browser_python() -> str:
-    python = os.environ.get("POPUP_KIT_PLAYWRIGHT_PYTHON", "")
-    if not python or not Path(python).exists() or shutil.which("chromium") is None:
-        pytest.skip("set POPUP_KIT_PLAYWRIGHT_PYTHON to a Python with Playwright")
-    return python
+    chromium()
+    return sys.executable
 
 
 def test_withdrawal_on_a_phone_in_english_and_spanish(

@@ -1,10 +1,7 @@
 """A clinician in Debian's Chromium at 1280x800: signs in, finds a referral at its place
 in the worklist, records a failed attempt, then a reached call with an escalation; the
 worklist refreshes itself when a referral arrives. Screenshots go to $POPUP_KIT_SHOTS.
-
-Needs Playwright for Python (not a project dependency: no browser download works here):
-  uv venv /tmp/pw --python 3.11 && VIRTUAL_ENV=/tmp/pw uv pip install playwright==1.49.1
-  PYTHONPATH=/tmp/pw/lib/python3.11/site-packages uv run pytest -m slow -n 0 THIS_FILE
+Playwright drives Debian's Chromium (tests/support/chromium.py); no browser download.
 """
 
 from __future__ import annotations
@@ -15,18 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright import sync_api as playwright_sync
 
+from tests.support.chromium import CHROMIUM, chromium
 from tests.sync.clinic_support import NOW, PASSWORD, referral_records, run_clinic, send
 from tests.sync.live_server import enroll_kit
 
 pytestmark = pytest.mark.slow
-playwright_sync = pytest.importorskip("playwright.sync_api")
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 def test_clinician_works_a_referral_in_chromium(sqlite_url: str, tmp_path: Path) -> None:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed")
+    chromium()
     shots = Path(os.environ.get("POPUP_KIT_SHOTS", tmp_path / "shots"))
     shots.mkdir(parents=True, exist_ok=True)
     with run_clinic(sqlite_url) as clinic:
