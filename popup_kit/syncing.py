@@ -47,11 +47,13 @@ def run_sync(
 
     creds = require_credentials(config)
     # Before the outbox drains: a withdrawn visit's contact then never leaves.
+    applied: list[str] = []
     if stop is None or not stop.is_set():
-        apply_centre_withdrawals(config, store, creds, sync_config, clock=clock)
+        applied = apply_centre_withdrawals(config, store, creds, sync_config, clock=clock).applied
     summary = sync_outbox(
         store.engine, creds, sync_config, progress=progress, stop=stop, clock=clock
     )
+    summary.withdrawn_on_slip_page = applied
     purge(config, store, creds, now=clock())
     return summary
 

@@ -170,6 +170,13 @@ def test_another_kit_never_learns_of_the_withdrawal(
         assert leaving_a.code.encode() in _kit_sees(server, a)
         held_b = sync_and_read(b)
         assert all(s in held_b for s in secrets(LEAVING))  # kit B's own visit keeps its contact
+        # Kit A's coordinator sees the withdrawal applied by the sync.
+        capsys.readouterr()
+        assert main_in(a, ["sync"]) == 0
+        shown = " ".join(capsys.readouterr().out.split())
+        assert f"withdrawn on the slip's page, contact removed here: {leaving_a.code}" in shown
+        assert main_in(a, ["sync", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["withdrawn_on_slip_page"] == []  # applied once
         service = VisitService(b)
         try:
             visit = service.get_visit(leaving_b.visit_id)
