@@ -9,13 +9,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from printouts.codes import new_referral_code
-from printouts.payload import KitKey, load_or_create_kit_key, slip_url
+from printouts.payload import KitKey, new_kit_key, slip_url
 from printouts.render import DaySummaryData, SlipData
 
 BASE_URL = "https://triage.example.org"
@@ -26,7 +25,7 @@ CES_REASON = (
 
 
 def kit_key() -> KitKey:
-    return load_or_create_kit_key(Path(tempfile.mkdtemp(prefix="slips-bench-")), "kit-bench")
+    return new_kit_key("kit-bench")
 
 
 def referral(key: KitKey, level: str = "urgent", **over: object) -> SlipData:

@@ -63,6 +63,11 @@ def screen_text(key: str, language: str, **values: Any) -> str:
     return fill(localized(entry, language), values)
 
 
+def page_text(key: str, language: str) -> str:
+    """A text of the triage server's attendee pages, in ``language`` (English if missing)."""
+    return localized(_texts()["page"][key], language)
+
+
 def emergency_number_line(language: str, number: str) -> str:
     """The emergency number line; with no number set, the attendee is sent to the volunteer."""
     if not number.strip():

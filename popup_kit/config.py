@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 CONFIG_ENV = "POPUP_KIT_CONFIG"
 DATA_DIR_ENV = "POPUP_KIT_DATA_DIR"
 SLIP_FORMATS = ("receipt80", "receipt58", "a6")
-MAX_BASE_URL_LENGTH = 91  # printouts.payload: the longest base whose slip URL fits QR v7-M
+MAX_BASE_URL_LENGTH = 86  # printouts.payload: the longest base whose slip URL fits QR v7-M
 PLACEHOLDER_HOST = "triage.example.org"
 CHECKED_FILE = "kit-toml-checked"
 

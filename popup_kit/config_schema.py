@@ -27,8 +27,9 @@ class Booth(_Section):
     language code (the default language required)."""
     event: PerLanguage = "Community screening"
     """The event's name, as for ``name``."""
-    emergency_number: str = "999"
-    """Local emergency number printed on emergency slips and shown on the emergency screen."""
+    emergency_number: str = Field("999", min_length=1, max_length=40)
+    """Local emergency number printed on emergency slips and shown on the emergency screen
+    (it travels with each visit to the attendee's page)."""
 
 
 class Screening(_Section):
@@ -131,6 +132,9 @@ class KitToml(_Section):
         default = self.screening.default_language
         for key in ("name", "event"):
             value = getattr(self.booth, key)
+            # Each travels with the visit to the centre, whose bodies hold at most 200.
+            if any(len(v) > 200 for v in ([value] if isinstance(value, str) else value.values())):
+                raise ValueError(f"[booth] {key} must be at most 200 characters")
             if isinstance(value, str):
                 continue
             unknown = sorted(set(value) - languages)

@@ -15,6 +15,9 @@ SyncState = Literal["pending", "sent", "confirmed", "set_aside"]
 TallyKind = Literal["ineligible", "consent_refused"]
 TALLY_KINDS: tuple[TallyKind, ...] = ("ineligible", "consent_refused")
 CONSENT_ITEMS = ("c1", "c2", "c3", "c4", "c5")
+# How a withdrawal was made, as its consent event records it.
+AT_THE_BOOTH = "withdrawn at the booth"
+ON_THE_SLIP_PAGE = "withdrawn on the slip's page"
 
 
 class VisitRefused(ValueError):

@@ -2,21 +2,42 @@
 
 from __future__ import annotations
 
+import json
+
 from popup_kit.config import KitConfig
 from sync.credentials import KitCredentials
 
-__all__ = ["NotEnrolled", "credentials", "require_credentials"]
+__all__ = ["SEALED_CREDENTIALS", "NotEnrolled", "enrolled_with", "require_credentials"]
+
+# Sealed by popup_kit.vault; the server URL and kit id beside the ciphertext are not secret.
+SEALED_CREDENTIALS = "server-credentials.sealed"
+_PLAIN_CREDENTIALS = "server-credentials.json"
 
 
 class NotEnrolled(RuntimeError):
     """This kit has no credentials for a triage server yet."""
 
 
-def credentials(config: KitConfig) -> KitCredentials | None:
-    return KitCredentials.load(config.data_dir)
+def enrolled_with(config: KitConfig) -> str | None:
+    """The server this kit is enrolled with, or None; needs no passphrase."""
+    for name in (SEALED_CREDENTIALS, _PLAIN_CREDENTIALS):
+        path = config.data_dir / name
+        try:
+            doc = json.loads(path.read_text("utf-8"))
+        except FileNotFoundError:
+            continue
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path} is damaged: enrol this kit again ({exc})") from exc
+        url = doc.get("server_url") if isinstance(doc, dict) else None
+        if not isinstance(url, str):
+            raise ValueError(f"{path} is damaged: enrol this kit again (no server_url)")
+        return url
+    return None
 
 
 def require_credentials(config: KitConfig) -> KitCredentials:
+    from popup_kit.vault import credentials
+
     found = credentials(config)
     if found is None:
         raise NotEnrolled(

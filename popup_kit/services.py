@@ -14,6 +14,7 @@ from typing import Any
 from forms import Forms, Outcome
 from popup_kit.config import KitConfig
 from popup_kit.domain import (
+    AT_THE_BOOTH,
     CONSENT_ITEMS,
     TALLY_KINDS,
     Contact,
@@ -27,6 +28,7 @@ from popup_kit.kit_forms import kit_forms
 from popup_kit.store import Store
 from popup_kit.store.db import iso, utc_now
 from popup_kit.store.tables import ConsentRow, VisitRow, VisitVersionRow
+from sync import bodies
 from sync.records import make_record
 
 Clock = Callable[[], datetime]
@@ -156,7 +158,7 @@ class VisitService:
             created_at=iso(now),
         )
         records = [
-            self._visit_record(visit_row, version_row),
+            self._visit_record(visit_row, version_row, consent),
             self._consent_record(consent_row),
         ]
         self.store.add_visit(visit_row, version_row, consent_row, records, draft_id=draft_id)
@@ -239,7 +241,9 @@ class VisitService:
         )
         return self._existing(visit_id)
 
-    def withdraw_consent(self, visit_id: str, volunteer: str) -> VisitRecord:
+    def withdraw_consent(
+        self, visit_id: str, volunteer: str, *, method: str = AT_THE_BOOTH
+    ) -> VisitRecord:
         """The person withdraws: a withdrawal event (every item refused) goes to the centre,
         which then keeps only the fact of withdrawal; contact details go from here now."""
         current = self._existing(visit_id)
@@ -254,7 +258,7 @@ class VisitService:
             text_version=current.consent_version or self.forms.consent_version,
             text_hash="",
             language=current.language,
-            method="withdrawn at the booth",
+            method=method,
             volunteer=volunteer.strip() or "booth",
             created_at=iso(now),
         )
@@ -367,24 +371,35 @@ class VisitService:
             contact_phone=contact.phone if contact else None,
         )
 
-    def _visit_record(self, visit: VisitRow, row: VisitVersionRow) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "visit_id": row.visit_id,
-            "version": row.version,
-            "supersedes": row.supersedes,
-            "status": row.status,
-            "void_reason": row.void_reason,
-            "referral_code": visit.referral_code,
-            "visit_created_at": visit.created_at,
-            "created_at": row.created_at,
-            "volunteer": row.volunteer,
-            "language": row.language,
-            "answers": json.loads(row.answers),
-            "outcome": json.loads(row.outcome),
-            "forms_version": row.forms_version,
-        }
+    def _visit_record(
+        self, visit: VisitRow, row: VisitVersionRow, consent: Mapping[str, bool]
+    ) -> dict[str, Any]:
+        """The visit version's sync record: consent decides what its body carries."""
+        contact = None
         if row.contact_name is not None or row.contact_phone is not None:
-            body["contact"] = {"name": row.contact_name, "phone": row.contact_phone}
+            contact = bodies.Contact(name=row.contact_name or "", phone=row.contact_phone or "")
+        body = bodies.visit_body(
+            visit_id=row.visit_id,
+            version=row.version,
+            supersedes=row.supersedes,
+            status=row.status,
+            void_reason=row.void_reason,
+            referral_code=visit.referral_code,
+            visit_created_at=visit.created_at,
+            created_at=row.created_at,
+            volunteer=row.volunteer,
+            language=row.language,
+            answers=json.loads(row.answers),
+            outcome=json.loads(row.outcome),
+            forms_version=row.forms_version,
+            booth=bodies.Booth(
+                name=self.config.booth_name_in(row.language),
+                event=self.config.event_in(row.language),
+                emergency_number=self.config.emergency_number,
+            ),
+            consent=dict(consent),
+            contact=contact,
+        )
         return make_record(
             record_id=row.record_id,
             record_type="visit",
@@ -401,15 +416,11 @@ class VisitService:
             created_at=iso(current.created_at),
             latest_version=row.version,
         )
-        return self._visit_record(visit, row)
+        return self._visit_record(visit, row, current.consent)
 
     def _consent_record(self, row: ConsentRow) -> dict[str, Any]:
-        return make_record(
-            record_id=row.consent_id,
-            record_type="consent",
-            kit_id=self.kit_id,
-            created_at=row.created_at,
-            body={
+        body = bodies.ConsentBody.model_validate(
+            {
                 "visit_id": row.visit_id,
                 "consent_id": row.consent_id,
                 "kind": row.kind,
@@ -420,5 +431,12 @@ class VisitService:
                 "method": row.method,
                 "volunteer": row.volunteer,
                 "at": row.created_at,
-            },
+            }
+        )
+        return make_record(
+            record_id=row.consent_id,
+            record_type="consent",
+            kit_id=self.kit_id,
+            created_at=row.created_at,
+            body=body.model_dump(mode="json"),
         )

@@ -36,16 +36,18 @@ class Printout:
 
 def kit_key(config: KitConfig) -> KitKey:
     """The kit's slip-signing key, made on first use."""
-    from printouts.payload import load_or_create_kit_key
+    from popup_kit.vault import kit_key as sealed_kit_key
 
-    return load_or_create_kit_key(config.data_dir, config.kit_id)
+    return sealed_kit_key(config)
 
 
-def visit_url(config: KitConfig, code: str, key: KitKey | None = None) -> str:
-    """The signed ``BASE/r/CODE?s=SIG`` address the QR carries."""
+def visit_url(
+    config: KitConfig, code: str, key: KitKey | None = None, *, language: str = "en"
+) -> str:
+    """The signed ``BASE/r/CODE?s=SIG&l=LANG`` address the QR carries, in the slip's language."""
     from printouts.payload import slip_url
 
-    return slip_url(config.server_base_url, code, key or kit_key(config))
+    return slip_url(config.server_base_url, code, key or kit_key(config), language)
 
 
 def slip_data(
@@ -65,7 +67,7 @@ def slip_data(
         void_reason = visit.void_reason or ""
     return SlipData(
         code=visit.code,
-        url=visit_url(config, visit.code, key),
+        url=visit_url(config, visit.code, key, language=language),
         level=visit.triage,
         language=language,
         booth_name=config.booth_name_in(language),

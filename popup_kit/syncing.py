@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import text
 
 from popup_kit.config import KitConfig
-from popup_kit.enrolment import credentials, require_credentials
+from popup_kit.domain import ON_THE_SLIP_PAGE
+from popup_kit.enrolment import enrolled_with, require_credentials
 from popup_kit.store import Store
 from popup_kit.store.db import iso, utc_now
 
@@ -45,11 +46,52 @@ def run_sync(
     from sync.client import sync_outbox
 
     creds = require_credentials(config)
+    # Before the outbox drains: a withdrawn visit's contact then never leaves.
+    apply_centre_withdrawals(config, store, creds, sync_config, clock=clock)
     summary = sync_outbox(
         store.engine, creds, sync_config, progress=progress, stop=stop, clock=clock
     )
     purge(config, store, creds, now=clock())
     return summary
+
+
+@dataclass(frozen=True)
+class CentreWithdrawals:
+    applied: list[str]
+    """Codes whose consent this run withdrew here."""
+    error: str = ""
+
+
+def apply_centre_withdrawals(
+    config: KitConfig,
+    store: Store,
+    creds: KitCredentials,
+    sync_config: SyncConfig | None = None,
+    *,
+    clock: Clock = utc_now,
+) -> CentreWithdrawals:
+    """Withdrawals made on the slip's page for this kit's visits, applied as at the booth
+    (the same ``Store.withdraw`` transaction). A code already withdrawn or unknown here
+    changes nothing, so the centre's list may be applied again and again."""
+    from popup_kit.domain import VisitRefused
+    from popup_kit.services import VisitService
+    from sync.withdrawals import fetch_withdrawals
+
+    answer = fetch_withdrawals(creds, sync_config)
+    applied: list[str] = []
+    if not answer.codes:
+        return CentreWithdrawals(applied, answer.error)
+    service = VisitService(config, store=store, clock=clock)
+    for code in answer.codes:
+        visit = service.find_by_code(code)
+        if visit is None or visit.kit_id != config.kit_id:
+            continue
+        try:
+            service.withdraw_consent(visit.visit_id, "attendee", method=ON_THE_SLIP_PAGE)
+        except VisitRefused:  # withdrawn already
+            continue
+        applied.append(visit.code)
+    return CentreWithdrawals(applied, answer.error)
 
 
 def purge(config: KitConfig, store: Store, creds: KitCredentials, *, now: datetime) -> PurgeResult:
@@ -114,6 +156,8 @@ class Reconciliation:
     conflicts: list[dict[str, str]] = field(default_factory=list)
     set_aside: list[dict[str, str]] = field(default_factory=list)
     purged_visits: int = 0
+    withdrawn_visits: int = 0
+    withdrawn_on_slip_page: list[str] = field(default_factory=list)
     only_here: int = 0
     only_here_codes: list[str] = field(default_factory=list)
     enrolled: bool = True
@@ -133,6 +177,10 @@ class Reconciliation:
             "conflicts": self.conflicts,
             "set_aside": self.set_aside,
             "purged_visits": self.purged_visits,
+            "withdrawn": {
+                "visits": self.withdrawn_visits,
+                "on_slip_page": self.withdrawn_on_slip_page,
+            },
             "still_only_here": {"records": self.only_here, "codes": self.only_here_codes},
             "all_confirmed": self.all_confirmed,
             "enrolled": self.enrolled,
@@ -144,7 +192,9 @@ def reconcile(
     config: KitConfig, store: Store, day: date | None, *, bounds: tuple[datetime, datetime] | None
 ) -> Reconciliation:
     """Counts over the records of visits created in ``bounds`` (all visits when None)."""
-    report = Reconciliation(day=day, kit_id=config.kit_id, enrolled=credentials(config) is not None)
+    report = Reconciliation(
+        day=day, kit_id=config.kit_id, enrolled=enrolled_with(config) is not None
+    )
     where = ""
     params: dict[str, Any] = {}
     if bounds is not None:
@@ -166,6 +216,17 @@ def reconcile(
             ).scalar()
             or 0
         )
+        withdrawals = conn.execute(
+            text(
+                "SELECT v.referral_code, MAX(c.method = :page) FROM consent_event c "
+                f"JOIN visit v ON v.visit_id = c.visit_id {where} "
+                + ("AND" if where else "WHERE")
+                + " c.kind = 'withdrawal' GROUP BY v.visit_id ORDER BY MIN(c.created_at)"
+            ),
+            {**params, "page": ON_THE_SLIP_PAGE},
+        ).all()
+        report.withdrawn_visits = len(withdrawals)
+        report.withdrawn_on_slip_page = [code for code, on_page in withdrawals if on_page]
         # Counted in SQL: a kit that served many events holds tens of thousands of rows.
         unsent = "o.state IN ('pending', 'sent')"
         joined = f"FROM outbox o JOIN visit v ON v.visit_id = o.visit_id {where}"

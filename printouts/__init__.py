@@ -2,7 +2,7 @@
 
 ``codes``     referral codes, pure Python and cheap to import: ``new_referral_code``,
               ``normalize_code`` (forgiving input), ``extract_code`` (code or slip URL).
-``payload``   the kit's slip key and the QR URL: ``load_or_create_kit_key``, ``slip_url``,
+``payload``   the kit's slip key and the QR URL: ``new_kit_key``, ``slip_url``,
               ``parse_slip_url``, ``sign_code``, ``verify_signature``.
 ``qr``        the QR matrix (level M) and its terminal rendering ``qr_text_art``.
 ``render``    PDFs: ``render_slip``, ``render_emergency_slip``, ``render_visit_slip``,

@@ -1,14 +1,18 @@
-"""The QR payload: ``BASE/r/CODE?s=SIG``, signed with a secret only this kit holds.
+"""The QR payload: ``BASE/r/CODE?s=SIG&l=LANG``, signed with a secret only this kit holds.
 
 * ``CODE`` is the compact canonical code (15 symbols, no dashes).
 * ``SIG`` is the first 50 bits of HMAC-SHA256(kit secret, ``"popup-kit/slip/v1:" + CODE``)
   written as 10 Crockford base32 symbols. The server can verify it before the kit has
   synced: it tries the key of each enrolled kit (a handful per deployment), so the URL
   carries no kit identifier. 50 bits plus rate limiting make forging impractical.
+* ``LANG`` is the slip's two-letter language, so that every page the attendee reaches is
+  in their language from the first scan. It is not signed: it only picks the wording, a
+  signature covers the code alone (so an edited ``l`` changes nothing but the wording), and
+  URLs printed before it existed still verify. A language code is not personal data.
 * The URL is kept exactly as built (byte mode in the QR): the base URL comes from
   ``kit.toml`` and may contain a lower-case path, so it is not upper-cased for the QR's
   alphanumeric mode. A version 7 QR at level M holds 122 bytes, so a base URL of at most
-  :data:`MAX_BASE_URL_LENGTH` (91) characters always fits version 7 or less; the default
+  :data:`MAX_BASE_URL_LENGTH` (86) characters always fits version 7 or less; the default
   base gives version 4 (33 modules), the largest and easiest to scan.
 
 No personal or health data is ever part of the URL.
@@ -16,23 +20,22 @@ No personal or health data is ever part of the URL.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
-import json
-import os
 import secrets
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from printouts.codes import CODE_LENGTH, CodeError, compact_code, normalize_code
 
 SIGNATURE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32
 SIGNATURE_LENGTH = 10  # 50 bits
-KEY_FILE = "kit-slip-key.json"
 QR_V7_M_BYTES = 122  # byte-mode capacity of a version 7 QR at error correction M
-MAX_BASE_URL_LENGTH = QR_V7_M_BYTES - len("/r/?s=") - CODE_LENGTH - SIGNATURE_LENGTH  # 91
+LANGUAGE_LENGTH = 2  # ISO 639-1
+LANGUAGE_PARAM = "l"
+_FIXED = len("/r/?s=&l=") + CODE_LENGTH + SIGNATURE_LENGTH + LANGUAGE_LENGTH
+MAX_BASE_URL_LENGTH = QR_V7_M_BYTES - _FIXED  # 86
+DEFAULT_LANGUAGE = "en"
 _DOMAIN = b"popup-kit/slip/v1:"
 
 
@@ -53,35 +56,9 @@ class KitKey:
         return hashlib.sha256(b"popup-kit/key-id:" + self.secret).hexdigest()[:12]
 
 
-def load_or_create_kit_key(data_dir: Path, kit_id: str = "") -> KitKey:
-    """Read the kit's key from ``data_dir``, creating it (mode 0600) on first run.
-
-    Creation is atomic: the file is written under a temporary name and linked into
-    place, so two processes starting at once end up with the same key.
-    """
-    path = data_dir / KEY_FILE
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        doc = {"version": 1, "kit_id": kit_id, "secret": secrets.token_hex(32)}
-        tmp = data_dir / f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "w", encoding="ascii") as fh:
-                json.dump(doc, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            with contextlib.suppress(FileExistsError):
-                os.link(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-    try:
-        doc = json.loads(path.read_text("ascii"))
-        secret = bytes.fromhex(doc["secret"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise PayloadError(f"the kit's slip key {path} is unreadable: {exc}") from exc
-    if len(secret) < 16:
-        raise PayloadError(f"the kit's slip key {path} is too short")
-    return KitKey(kit_id=str(doc.get("kit_id") or kit_id), secret=secret)
+def new_kit_key(kit_id: str = "") -> KitKey:
+    """A fresh slip-signing secret (256 bits); the kit keeps it sealed (popup_kit.vault)."""
+    return KitKey(kit_id=kit_id, secret=secrets.token_bytes(32))
 
 
 def _b32(data: bytes, length: int) -> str:
@@ -109,8 +86,12 @@ def verify_signature(code: str, sig: str, secret: bytes) -> bool:
     return hmac.compare_digest(expected, sig.strip().upper())
 
 
-def slip_url(base_url: str, code: str, key: KitKey | bytes) -> str:
-    """``BASE/r/CODE?s=SIG`` for the slip's QR."""
+def slip_url(
+    base_url: str, code: str, key: KitKey | bytes, language: str = DEFAULT_LANGUAGE
+) -> str:
+    """``BASE/r/CODE?s=SIG&l=LANG`` for the slip's QR."""
+    if len(language) != LANGUAGE_LENGTH or not (language.isascii() and language.isalpha()):
+        raise PayloadError(f"a slip's language is a two-letter code, got {language!r}")
     secret = key.secret if isinstance(key, KitKey) else key
     base = base_url.strip().rstrip("/")
     parts = urlsplit(base)
@@ -125,7 +106,17 @@ def slip_url(base_url: str, code: str, key: KitKey | bytes) -> str:
             f"server base URL is {len(base)} characters; at most {MAX_BASE_URL_LENGTH} keep "
             "the slip's QR code small enough to scan (version 7)"
         )
-    return f"{base}/r/{compact_code(code)}?s={sign_code(code, secret)}"
+    sig = sign_code(code, secret)
+    return f"{base}/r/{compact_code(code)}?s={sig}&{LANGUAGE_PARAM}={language.lower()}"
+
+
+def url_language(url: str) -> str:
+    """The slip's language named in a referral URL; English for URLs without one."""
+    values = parse_qs(urlsplit(url.strip()).query).get(LANGUAGE_PARAM, [])
+    value = values[0].strip().lower() if len(values) == 1 else ""
+    if len(value) == LANGUAGE_LENGTH and value.isascii() and value.isalpha():
+        return value
+    return DEFAULT_LANGUAGE
 
 
 def parse_slip_url(url: str) -> tuple[str, str, str]:

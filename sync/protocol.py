@@ -4,6 +4,14 @@ Every response body of the server carries ``protocol``/``protocol_version`` and 
 ``X-Popup-Kit-Protocol`` header, so that a captive-portal page answering 200 is never
 taken for the server. Receipts are HMAC-SHA256 signatures made with a per-kit receipt
 key handed to the kit at enrolment.
+
+Withdrawals made at the centre (an attendee on the slip's page): ``GET /api/v1/withdrawals``,
+authenticated as the kit, lists the referral codes of that kit's own slips whose holder
+withdrew consent, and never another kit's. The kit applies each one as a withdrawal at the
+booth would be applied (idempotent: a code already withdrawn, or not in its store, changes
+nothing) and sends its own withdrawal record as usual; that record's arrival is the
+acknowledgement, after which the code is no longer listed. Until then it is listed at
+every sync, which costs a few bytes a code.
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ from typing import Any, Literal
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field
+
+from sync.bodies import upgrade_v1
 
 # The credentials live in their own light module; re-exported for the protocol's users.
 from sync.credentials import CREDENTIALS_FILE as CREDENTIALS_FILE
@@ -128,6 +138,15 @@ class EnrollResponse(Marked):
         description="base64 Ed25519 public key of the server: it verifies every receipt"
     )
     receipt_alg: Literal["ed25519"] = "ed25519"
+
+
+class CentreWithdrawal(_Strict):
+    referral_code: str = Field(pattern=_ID)
+    withdrawn_at: str = Field(pattern=_TIME)
+
+
+class WithdrawalsResponse(Marked):
+    withdrawals: list[CentreWithdrawal]
 
 
 class HealthResponse(Marked):
@@ -242,7 +261,7 @@ def is_protocol_response(
 CURRENT_SCHEMA_VERSION = SCHEMA_VERSION
 Upgrade = Callable[[str, dict[str, Any]], dict[str, Any]]
 # UPGRADES[n] turns a body of schema version n into version n + 1 (record_type, body).
-UPGRADES: dict[int, Upgrade] = {}
+UPGRADES: dict[int, Upgrade] = {1: upgrade_v1}
 
 
 class SchemaVersionError(ValueError):

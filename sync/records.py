@@ -10,7 +10,8 @@ import hashlib
 import json
 from typing import Any, Literal
 
-SCHEMA_VERSION = 1
+# Version 2: typed bodies whose shape consent decides (sync.bodies); 1 before that.
+SCHEMA_VERSION = 2
 RecordType = Literal["visit", "consent", "consent_withdrawal"]
 RECORD_TYPES: tuple[RecordType, ...] = ("visit", "consent", "consent_withdrawal")
 
@@ -31,6 +32,7 @@ def make_record(
     kit_id: str,
     created_at: str,
     body: dict[str, Any],
+    schema_version: int = SCHEMA_VERSION,
 ) -> dict[str, Any]:
     """The envelope. ``created_at`` is UTC ISO 8601 ending in ``Z``."""
     if record_type not in RECORD_TYPES:
@@ -38,7 +40,7 @@ def make_record(
     return {
         "record_id": record_id,
         "record_type": record_type,
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": schema_version,
         "kit_id": kit_id,
         "created_at": created_at,
         "body": body,

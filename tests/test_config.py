@@ -34,6 +34,8 @@ def test_file_overrides_only_its_keys(tmp_path: Path) -> None:
         ("[printer]\nslip_format = 'a4'\n", "slip_format"),
         ("[thresholds]\nnight_pain_age = true\n", "night_pain_age"),
         ("[screening\n", "not valid TOML"),
+        ("[booth]\nemergency_number = ''\n", "emergency_number"),
+        ("[booth]\nevent = '" + "x" * 201 + "'\n", r"\[booth\] event must be at most 200"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, text: str, needle: str) -> None:
@@ -62,7 +64,7 @@ def test_base_url_must_fit_a_small_qr(tmp_path: Path) -> None:
     assert CHECKED == MAX_BASE_URL_LENGTH
     path = tmp_path / "kit.toml"
     path.write_text(f'[server]\nbase_url = "https://{"a" * 90}.org"\n')
-    with pytest.raises(ConfigError, match="at most 91"):
+    with pytest.raises(ConfigError, match="at most 86"):
         load_config(path)
     path.write_text('[server]\nbase_url = "ftp://triage.org"\n')
     with pytest.raises(ConfigError, match="http"):

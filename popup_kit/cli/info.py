@@ -21,14 +21,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from popup_kit.enrolment import credentials
+    from popup_kit.enrolment import enrolled_with
     from popup_kit.kit_forms import kit_forms
 
     config = config_from(args)
     forms = kit_forms(config)
     try:
-        creds = credentials(config)
-        enrolled = creds.server_url if creds is not None else None
+        enrolled = enrolled_with(config)
     except ValueError as exc:
         enrolled = f"damaged credentials: {exc}"
     facts = {

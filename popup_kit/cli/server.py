@@ -349,7 +349,9 @@ def _kit_enroll(args: argparse.Namespace) -> int:
         credential=answer.credential,
         receipt_key=p.ed25519_receipt_key(base64.b64decode(answer.receipt_key)),
     )
-    path = credentials.save(config.data_dir)
+    from popup_kit.vault import save_credentials
+
+    path = save_credentials(config, credentials)
     if args.json:
         print(json.dumps({"kit_id": answer.kit_id, "server_url": base, "credentials": str(path)}))
     else:

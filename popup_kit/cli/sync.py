@@ -153,11 +153,18 @@ def _report(args: argparse.Namespace) -> int:
         table.add_row("conflicts", str(len(report.conflicts)))
         table.add_row("set aside", str(len(report.set_aside)))
         table.add_row("purged visits", str(report.purged_visits))
+        table.add_row("consent withdrawn", str(report.withdrawn_visits))
+        table.add_row("  of which on the slip's page", str(len(report.withdrawn_on_slip_page)))
         table.add_row("still only on this laptop", str(report.only_here))
         console = Console(highlight=False)
         console.print(table)
         for entry in report.conflicts + report.set_aside:
             console.print(f"  {entry['code']} {entry['type']}: {entry['reason']}")
+        if report.withdrawn_on_slip_page:
+            console.print(
+                "withdrawn on the slip's page (contact removed here): "
+                + ", ".join(report.withdrawn_on_slip_page)
+            )
         if report.only_here_codes:
             console.print("not yet sent: " + ", ".join(report.only_here_codes))
         if not report.enrolled:

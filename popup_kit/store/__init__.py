@@ -28,7 +28,7 @@ from popup_kit.domain import (
     VisitVersion,
 )
 from popup_kit.store.db import StoreError, iso, make_engine, migrate, parse_iso, utc_now
-from popup_kit.store.keys import unlock
+from popup_kit.store.keys import remember_key, unlock
 from popup_kit.store.tables import (
     AuditRow,
     ConsentRow,
@@ -98,6 +98,8 @@ class Store:
                 self.recovery_key = unlocked.recovery_key
                 self.encrypted_plain = unlocked.encrypted_plain
             self.key: bytes | None = key
+            if key is not None:
+                remember_key(path, key)
             self.engine: Engine = make_engine(path, key)
             self.schema_version = migrate(self.engine, path, clock=clock, key=key)
         except (OperationalError, DatabaseError) as exc:
@@ -207,8 +209,9 @@ class Store:
 
     def withdraw(self, consent: ConsentRow, record: dict[str, Any]) -> int:
         """A withdrawal, in one transaction: the event and its outbox record, the contact
-        removed from every version of the visit, and every visit record not yet confirmed
-        by the centre rebuilt without it (so it is never sent). Then the WAL is
+        removed from every version of the visit, every visit record not yet confirmed
+        by the centre rebuilt without it (so it is never sent), and the payloads of those
+        confirmed cleared. Then the WAL is
         checkpointed so the removed bytes leave the disk. Returns how many queued records
         were rebuilt."""
         from sync.records import canonical_json, content_hash
@@ -249,6 +252,15 @@ class Store:
                     },
                 )
                 rebuilt += 1
+            # The centre holds these already (with a verified receipt): their payloads go,
+            # their hashes and receipts stay, as the purge leaves them.
+            conn.execute(
+                text(
+                    "UPDATE outbox SET payload = '{}' WHERE visit_id = :v "
+                    "AND record_type = 'visit' AND state = 'confirmed'"
+                ),
+                {"v": visit_id},
+            )
             session.flush()
             enqueue(conn, record, now=now)
         self.checkpoint()

@@ -214,6 +214,18 @@ def new_keys(passphrase: str) -> tuple[bytes, KeyFile, str]:
 # --- opening the store ----------------------------------------------------------------
 
 _session_passphrase: str | None = None
+# The data keys of the stores this process has opened, by path: the kit's sealed files
+# (popup_kit.vault) are sealed under keys derived from them.
+_unlocked: dict[Path, bytes] = {}
+
+
+def remember_key(db_path: Path, key: bytes) -> None:
+    _unlocked[db_path.resolve()] = key
+
+
+def unlocked_key(db_path: Path) -> bytes | None:
+    """The data key of the store at ``db_path`` if this process has opened it."""
+    return _unlocked.get(db_path.resolve())
 
 
 def remember_passphrase(passphrase: str | None) -> None:

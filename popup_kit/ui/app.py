@@ -208,10 +208,10 @@ class BoothApp(App[None]):
 
     def start_background_sync(self) -> None:
         """Sync in a thread whenever the kit is enrolled: visits never wait for it."""
-        from popup_kit.enrolment import credentials
+        from popup_kit.enrolment import enrolled_with
 
         try:
-            self.sync_enrolled = credentials(self.config) is not None
+            self.sync_enrolled = enrolled_with(self.config) is not None
         except ValueError as exc:  # damaged credentials: said on the home screen
             self.last_sync = SyncEnded(self.clock(), None, str(exc))
             return

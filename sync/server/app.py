@@ -22,8 +22,16 @@ from sync.server.codes import CodeRules, default_rules
 from sync.server.deps import kit_auth
 from sync.server.events import AccessLog
 from sync.server.headers import SecurityHeaders
-from sync.server.limits import MAX_BODY_BYTES, ApiGzip, BodyIntake, TokenBuckets
-from sync.server.routers import api, attendee, docs
+from sync.server.limits import (
+    MAX_BODY_BYTES,
+    ApiGzip,
+    BodyIntake,
+    Buckets,
+    DatabaseBuckets,
+    LandingLimits,
+    TokenBuckets,
+)
+from sync.server.routers import api, attendee, docs, withdraw
 from sync.server.settings import ServerSettings, key_path, load_settings
 from sync.server.store import Clock, ServerStore
 
@@ -34,7 +42,7 @@ def build_app(
     settings: ServerSettings,
     *,
     clock: Clock | None = None,
-    rate_clock: Callable[[], float] = time.monotonic,
+    rate_clock: Callable[[], float] | None = None,
     code_rules: CodeRules | None = None,
 ) -> FastAPI:
     """The server as ``settings`` describe it; ``clock``, ``rate_clock`` and ``code_rules``
@@ -64,9 +72,7 @@ def build_app(
     app.state.settings = settings
     app.state.store = store
     app.state.code_rules = code_rules or default_rules()
-    app.state.landing_buckets = TokenBuckets(
-        settings.landing_rate_count, settings.landing_rate_period, clock=rate_clock
-    )
+    app.state.landing_limits = landing_limits(settings, store, rate_clock)
 
     @app.middleware("http")
     async def protocol_header(
@@ -77,7 +83,12 @@ def build_app(
         return response
 
     errors.install(app)
-    routers = [api.router, attendee.router, *([docs.router] if settings.docs else [])]
+    routers = [
+        api.router,
+        attendee.router,
+        withdraw.router,
+        *([docs.router] if settings.docs else []),
+    ]
     for router in routers:
         app.include_router(router)
     app.add_middleware(ApiGzip, prefix=p.API_PREFIX)
@@ -101,6 +112,24 @@ def build_app(
     return app
 
 
+def landing_limits(
+    settings: ServerSettings, store: ServerStore, clock: Callable[[], float] | None = None
+) -> LandingLimits:
+    """The attendee pages' limits: in the database on PostgreSQL, where several workers
+    share them; in memory on SQLite, which runs one worker only (``server run`` refuses
+    more), so the buckets are already shared and page views cost no write to the file."""
+
+    def buckets(scope: str, count: int, period: float) -> Buckets:
+        if store.engine.dialect.name == "postgresql":
+            return DatabaseBuckets(store.engine, scope, count, period, clock=clock or time.time)
+        return TokenBuckets(count, period, clock=clock or time.monotonic)
+
+    return LandingLimits(
+        network=buckets("network", settings.landing_rate_count, settings.landing_rate_period),
+        code=buckets("code", settings.code_attempts_count, settings.code_attempts_period),
+    )
+
+
 def _needs_kit(route: APIRoute) -> bool:
     """Whether the route asks for the authenticated kit, at any depth of its dependencies."""
     stack: list[Dependant] = [route.dependant]
@@ -121,8 +150,9 @@ def create_app(
     db_url: str,
     *,
     clock: Clock | None = None,
-    landing_rate: tuple[int, float] = (20, 60.0),
-    rate_clock: Callable[[], float] = time.monotonic,
+    landing_rate: tuple[int, float] = (240, 1200.0),
+    code_attempts: tuple[int, float] = (10, 3600.0),
+    rate_clock: Callable[[], float] | None = None,
     emergency_number: str = "999",
     code_rules: CodeRules | None = None,
     trusted_proxies: list[str] | None = None,
@@ -132,7 +162,8 @@ def create_app(
 ) -> FastAPI:
     """The server on the database at ``db_url`` (SQLite file URL or PostgreSQL URL).
 
-    ``landing_rate`` is (look-ups, seconds) per client for the referral pages.
+    ``landing_rate`` is (look-ups, seconds) per network for the referral pages, and
+    ``code_attempts`` (wrong signatures, seconds) per code.
     """
     settings = ServerSettings(
         database_url=db_url,
@@ -143,5 +174,7 @@ def create_app(
         emergency_number=emergency_number,
         landing_rate_count=landing_rate[0],
         landing_rate_period=landing_rate[1],
+        code_attempts_count=code_attempts[0],
+        code_attempts_period=code_attempts[1],
     )
     return build_app(settings, clock=clock, rate_clock=rate_clock, code_rules=code_rules)

@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from sync.server.codes import CodeRules
-from sync.server.limits import TokenBuckets
+from sync.server.limits import LandingLimits
 from sync.server.settings import ServerSettings
 from sync.server.store import Kit, ServerStore
 
@@ -30,15 +30,15 @@ def get_rules(request: Request) -> CodeRules:
     return rules
 
 
-def get_buckets(request: Request) -> TokenBuckets:
-    buckets: TokenBuckets = request.app.state.landing_buckets
-    return buckets
+def get_limits(request: Request) -> LandingLimits:
+    limits: LandingLimits = request.app.state.landing_limits
+    return limits
 
 
 Settings = Annotated[ServerSettings, Depends(get_settings)]
 Store = Annotated[ServerStore, Depends(get_store)]
 Rules = Annotated[CodeRules, Depends(get_rules)]
-Buckets = Annotated[TokenBuckets, Depends(get_buckets)]
+Limits = Annotated[LandingLimits, Depends(get_limits)]
 
 
 class KitAuth:

@@ -65,7 +65,12 @@ def shared_referrals(
         body = latest[key][1]
         consent = consents.get(key)
         created = str(body.get("visit_created_at") or body.get("created_at") or "")
-        if key in withdrawn or consent is None or body.get("status") != "active":
+        if (
+            key in withdrawn
+            or consent is None
+            or body.get("status") != "active"
+            or body.get("sharing") == "counts"
+        ):
             continue
         items = consent.get("items")
         if not isinstance(items, dict) or items.get("c2") is not True:

@@ -1,7 +1,9 @@
 """The attendee's landing page for a referral code: phone-sized, self-contained HTML.
 
 It shows no personal or health data beyond the next step for the outcome level, and
-only when the person agreed to share with tele-triage (consent C2).
+only when the person agreed to share with tele-triage (consent C2). Every page, "not found"
+and "too many requests" included, is in the slip's language and ends with the cauda equina
+warning and the emergency number: whoever scans a slip may be the one who needs them.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from html import escape
 
-from forms.texts import ces_warning, outcome_text
+from forms.texts import ces_warning, emergency_number_line, language_names, outcome_text, page_text
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,15 @@ def _ces(language: str) -> tuple[str, list[str]]:
     return ces_warning(language)
 
 
+def page_language(*candidates: str | None) -> str:
+    """The first candidate the pages are written in; English otherwise."""
+    known = language_names()
+    for candidate in candidates:
+        if candidate and candidate.lower() in known:
+            return candidate.lower()
+    return "en"
+
+
 STYLE = """
 *{box-sizing:border-box}
 body{margin:0;font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;
@@ -40,10 +51,13 @@ h1{font-size:1.6em;line-height:1.2;margin:.2em 0 .6em}
 ul{padding-left:1.2em;margin:.3em 0}
 li{margin:.25em 0}
 .code{font-family:ui-monospace,monospace;letter-spacing:.08em;font-size:.9em;color:#444}
+button{font:inherit;font-weight:600;width:100%;min-height:3em;padding:.6em 1em;
+border:2px solid #0b5fff;border-radius:.4em;background:#0b5fff;color:#fff}
+a{color:#0b4fcf}
 """
 
 
-def _page(title: str, content: str, *, language: str = "en", status: int = 200) -> Page:
+def render_page(title: str, content: str, *, language: str = "en", status: int = 200) -> Page:
     html = (
         "<!doctype html>"
         f'<html lang="{escape(language)}"><head><meta charset="utf-8">'
@@ -56,53 +70,66 @@ def _page(title: str, content: str, *, language: str = "en", status: int = 200) 
     return Page(status=status, html=html)
 
 
-def _warning(language: str) -> str:
+def warning(language: str, emergency_number: str) -> str:
+    """The cauda equina warning signs and the number to call: on every attendee page."""
     heading, signs = _ces(language)
     items = "".join(f"<li>{escape(s)}</li>" for s in signs)
-    return f'<section class="warn"><h2>{escape(heading)}</h2><ul>{items}</ul></section>'
+    number = emergency_number_line(language, emergency_number)
+    return (
+        f'<section class="warn"><h2>{escape(heading)}</h2><ul>{items}</ul>'
+        f"<p>{escape(number)}</p></section>"
+    )
 
 
-def not_found() -> Page:
-    return _page(
-        "Not found",
-        "<h1>Not found</h1><p>There is no page at this address.</p>",
+def not_found(language: str = "en", emergency_number: str = "") -> Page:
+    """The generic page: the same for an unknown code, a bare code and a bad signature."""
+    title = page_text("not_found_title", language)
+    return render_page(
+        title,
+        f"<h1>{escape(title)}</h1><p>{escape(page_text('not_found_note', language))}</p>"
+        f"<p>{escape(page_text('slip_advice', language))}</p>"
+        + warning(language, emergency_number),
+        language=language,
         status=404,
     )
 
 
-def too_many() -> Page:
-    return _page(
-        "Too many requests",
-        "<h1>Please wait a minute</h1><p>Too many requests from this network. "
-        "Try again in a minute.</p>",
+def too_many(language: str = "en", emergency_number: str = "") -> Page:
+    return render_page(
+        page_text("too_many_title", language),
+        f"<h1>{escape(page_text('too_many_heading', language))}</h1>"
+        f"<p>{escape(page_text('too_many_note', language))}</p>"
+        f"<p>{escape(page_text('slip_advice', language))}</p>"
+        + warning(language, emergency_number),
+        language=language,
         status=429,
     )
 
 
-def pending(code: str, language: str = "en") -> Page:
-    return _page(
-        "Your referral",
-        "<h1>Your booth will upload your referral soon</h1>"
-        '<p class="lead">Thank you. Your referral has not reached us yet.</p>'
-        "<p>Booths send their referrals when they have a connection, usually by the end "
-        "of the day. Open this page again later, or follow the advice on your slip.</p>"
-        f'<p class="code">{escape(code)}</p>' + _warning(language),
+def pending(code: str, language: str = "en", emergency_number: str = "") -> Page:
+    return render_page(
+        page_text("title", language),
+        f"<h1>{escape(page_text('pending_heading', language))}</h1>"
+        f'<p class="lead">{escape(page_text("pending_lead", language))}</p>'
+        f"<p>{escape(page_text('pending_note', language))}</p>"
+        f'<p class="code">{escape(code)}</p>' + warning(language, emergency_number),
         language=language,
     )
 
 
-def not_shared(code: str, language: str = "en") -> Page:
-    return _page(
-        "Your referral",
-        "<h1>Follow the advice on your slip</h1>"
-        "<p>No referral details are shared with tele-triage for this code. "
-        "If you want an appointment, contact your doctor or the booth team.</p>"
-        f'<p class="code">{escape(code)}</p>' + _warning(language),
+def not_shared(code: str, language: str = "en", emergency_number: str = "") -> Page:
+    return render_page(
+        page_text("title", language),
+        f"<h1>{escape(page_text('not_shared_heading', language))}</h1>"
+        f"<p>{escape(page_text('not_shared_note', language))}</p>"
+        f'<p class="code">{escape(code)}</p>' + warning(language, emergency_number),
         language=language,
     )
 
 
-def next_steps(code: str, level: str, language: str, emergency_number: str) -> Page:
+def next_steps(
+    code: str, level: str, language: str, emergency_number: str, *, booth: str | None = None
+) -> Page:
     title, instruction, steps = outcome_texts(level, language, emergency_number)
     box = "box em" if level == "emergency" else "box"
     items = "".join(f"<li>{escape(s)}</li>" for s in steps)
@@ -111,6 +138,7 @@ def next_steps(code: str, level: str, language: str, emergency_number: str) -> P
         f'<div class="{box}"><p class="lead">{escape(instruction)}</p></div>'
         + (f"<ul>{items}</ul>" if items else "")
         + f'<p class="code">{escape(code)}</p>'
-        + _warning(language)
+        + (f'<p class="booth">{escape(booth)}</p>' if booth else "")
+        + warning(language, emergency_number)
     )
-    return _page(title, content, language=language)
+    return render_page(title, content, language=language)

@@ -1,14 +1,35 @@
-"""Request limits: the body intake (encoding, size, credential first) and per-client
-token buckets."""
+"""Request limits: the body intake (encoding, size, credential first), and the attendee
+pages' token buckets.
+
+Two limits guard the referral pages:
+
+* per network: an allowance per client address (an IPv6 client by its /64, since one
+  host may hold a whole prefix). It is sized so that a market Wi-Fi with 50 attendees
+  behind one NAT address, each scanning a slip and reloading it a few times, stays well
+  inside it, while a scanner sending requests without pause is held to a trickle;
+* per code: attempts at a code's signature. Each wrong signature costs the code one
+  token; once they are spent, wrong signatures for that code answer 429 until they
+  refill. The right signature always opens its page, so that someone who reads a code
+  off another person's slip cannot lock them out. Other codes are untouched.
+
+With one server process the buckets live in memory. With several (PostgreSQL) they live
+in the ``rate_limit`` table, updated by one atomic statement, so every worker draws from
+the same bucket. Keys are stored as hashes: neither addresses nor codes are kept.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
+import math
 import threading
 import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Protocol
 
+from sqlalchemy import Engine, text
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.routing import BaseRoute
@@ -23,8 +44,24 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 _GZIP = 16 + zlib.MAX_WBITS
 
 
+class Buckets(Protocol):
+    """Token buckets by key: ``capacity`` tokens, refilled evenly over ``period`` seconds."""
+
+    capacity: float
+    rate: float
+
+    def take(self, key: str) -> bool:
+        """Spend one token of ``key``'s bucket; False (and nothing spent) when it is empty."""
+
+    def peek(self, key: str) -> bool:
+        """True when ``key``'s bucket holds a token (nothing is spent)."""
+
+    def retry_after(self) -> int:
+        """Seconds until an empty bucket holds a token again (for ``Retry-After``)."""
+
+
 class TokenBuckets:
-    """Per-client token buckets: ``capacity`` requests, refilled over ``period`` seconds."""
+    """Buckets in this process's memory (one server process)."""
 
     def __init__(
         self,
@@ -41,18 +78,145 @@ class TokenBuckets:
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def take(self, client: str) -> bool:
+    def _level(self, key: str, now: float) -> float:
+        tokens, last = self._buckets.pop(key, (self.capacity, now))
+        return min(self.capacity, tokens + max(0.0, now - last) * self.rate)
+
+    def take(self, key: str) -> bool:
         now = self.clock()
         with self._lock:
-            tokens, last = self._buckets.pop(client, (self.capacity, now))
-            tokens = min(self.capacity, tokens + (now - last) * self.rate)
+            tokens = self._level(key, now)
             allowed = tokens >= 1.0
             if allowed:
                 tokens -= 1.0
-            self._buckets[client] = (tokens, now)
+            self._buckets[key] = (tokens, now)
             while len(self._buckets) > self.max_clients:
                 self._buckets.popitem(last=False)
             return allowed
+
+    def peek(self, key: str) -> bool:
+        now = self.clock()
+        with self._lock:
+            if key not in self._buckets:
+                return True
+            tokens = self._level(key, now)
+            self._buckets[key] = (tokens, now)
+            return tokens >= 1.0
+
+    def retry_after(self) -> int:
+        return max(1, math.ceil(1.0 / self.rate))
+
+
+def _level_sql(table: str) -> str:
+    """The bucket's tokens now: what it held plus the refill since, at most the capacity."""
+    return (
+        f"(CASE WHEN {table}.tokens + (CASE WHEN :now > {table}.updated "
+        f"THEN :now - {table}.updated ELSE 0 END) * :rate > :cap THEN :cap "
+        f"ELSE {table}.tokens + (CASE WHEN :now > {table}.updated "
+        f"THEN :now - {table}.updated ELSE 0 END) * :rate END)"
+    )
+
+
+_TAKE = text(
+    "INSERT INTO rate_limit (scope, key, tokens, updated) "
+    "VALUES (:scope, :key, CAST(:cap AS DOUBLE PRECISION) - 1, CAST(:now AS DOUBLE PRECISION)) "
+    "ON CONFLICT (scope, key) DO UPDATE SET "
+    f"tokens = {_level_sql('rate_limit')} - 1, "
+    "updated = CASE WHEN :now > rate_limit.updated THEN :now ELSE rate_limit.updated END "
+    f"WHERE {_level_sql('rate_limit')} >= 1 "
+    "RETURNING tokens"
+)
+_PEEK = text(
+    f"SELECT {_level_sql('rate_limit')} FROM rate_limit WHERE scope = :scope AND key = :key"
+)
+_PRUNE = text("DELETE FROM rate_limit WHERE scope = :scope AND updated < :cutoff")
+
+
+class DatabaseBuckets:
+    """Buckets in the ``rate_limit`` table, shared by every server process on the database.
+
+    One ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` both refills and spends, under the
+    row's lock, so two workers can never spend the same token. ``clock`` must read the
+    same time in every process: wall-clock seconds by default.
+    """
+
+    PRUNE_EVERY = 1000  # takes between sweeps of full (forgettable) buckets
+
+    def __init__(
+        self,
+        engine: Engine,
+        scope: str,
+        capacity: int,
+        period: float,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.engine = engine
+        self.scope = scope
+        self.capacity = float(capacity)
+        self.period = float(period)
+        self.rate = capacity / period
+        self.clock = clock
+        self._takes = 0
+        self._lock = threading.Lock()
+
+    def _params(self, key: str, now: float) -> dict[str, object]:
+        return {
+            "scope": self.scope,
+            "key": _hashed(key),
+            "now": now,
+            "rate": self.rate,
+            "cap": self.capacity,
+        }
+
+    def take(self, key: str) -> bool:
+        now = float(self.clock())
+        with self.engine.begin() as conn:
+            allowed = conn.execute(_TAKE, self._params(key, now)).first() is not None
+        self._maybe_prune(now)
+        return allowed
+
+    def peek(self, key: str) -> bool:
+        with self.engine.connect() as conn:
+            level = conn.execute(_PEEK, self._params(key, float(self.clock()))).scalar()
+        return level is None or float(level) >= 1.0
+
+    def retry_after(self) -> int:
+        return max(1, math.ceil(1.0 / self.rate))
+
+    def _maybe_prune(self, now: float) -> None:
+        with self._lock:
+            self._takes += 1
+            if self._takes % self.PRUNE_EVERY:
+                return
+        # A bucket untouched for a whole period is full again: the same as no row.
+        with self.engine.begin() as conn:
+            conn.execute(_PRUNE, {"scope": self.scope, "cutoff": now - self.period})
+
+
+def _hashed(key: str) -> str:
+    return hashlib.sha256(b"popup-kit/rate-limit:" + key.encode("utf-8")).hexdigest()[:32]
+
+
+def network_key(host: str) -> str:
+    """The client's network as the allowance counts it: the address, an IPv6 one by /64."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return f"host:{host}"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return f"ip:{address.ipv4_mapped}"
+        return f"ip:{ipaddress.IPv6Network((address, 64), strict=False)}"
+    return f"ip:{address}"
+
+
+class LandingLimits:
+    """The referral pages' two limits: per network and per code's signature attempts."""
+
+    def __init__(self, network: Buckets, code: Buckets) -> None:
+        self.network = network
+        self.code = code
 
 
 class BodyIntake:

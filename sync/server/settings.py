@@ -47,8 +47,18 @@ class ServerSettings(BaseModel):
     )
     docs: bool = Field(default=False, description="serve the API description /openapi.json")
     emergency_number: str = Field(default="999", description="shown on urgent referral pages")
-    landing_rate_count: int = Field(default=20, ge=1, description="referral look-ups per client")
-    landing_rate_period: float = Field(default=60.0, gt=0, description="... per this many seconds")
+    landing_rate_count: int = Field(
+        default=240, ge=1, description="referral page look-ups per network (client address)"
+    )
+    landing_rate_period: float = Field(
+        default=1200.0, gt=0, description="... refilled over this many seconds"
+    )
+    code_attempts_count: int = Field(
+        default=10, ge=1, description="wrong signatures a code takes before it answers 429"
+    )
+    code_attempts_period: float = Field(
+        default=3600.0, gt=0, description="... refilled over this many seconds"
+    )
     enrolment_token_hours: float = Field(
         default=24.0, gt=0, le=24 * 30, description="how long an enrolment token works"
     )

@@ -26,6 +26,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
+from sync.bodies import BodyError, check_body, counts_from
 from sync.protocol import (
     ID_PATTERN,
     Envelope,
@@ -124,7 +125,10 @@ class _Prepared:
     computed: str
     body: dict[str, Any]
     visit_id: str | None
+    code: str | None
     withdrawal: bool
+    # Consent items a consent record refuses ("c2", "c3"): held visits are cut to match.
+    refused: frozenset[str]
     params: dict[str, Any]
 
 
@@ -138,6 +142,29 @@ class Referral:
     shared: bool
     withdrawn: bool
     void: bool
+    # The booth that made the slip, as its visit body says (None for version 1 bodies).
+    emergency_number: str | None = None
+    booth: str | None = None
+
+
+# The withdrawal table's record_id when the attendee withdrew on the slip's page.
+ATTENDEE_PAGE = "attendee-page"
+
+
+@dataclass(frozen=True)
+class AttendeeWithdrawal:
+    """A withdrawal made on the slip's page: only the fact, for the kit whose key signed."""
+
+    kit_id: str
+    referral_code: str
+    language: str
+    withdrawn_at: str
+    acknowledged: bool
+
+
+def _code_key(kit_id: str, code: str) -> str:
+    """The advisory-lock name of one kit's referral code (PostgreSQL)."""
+    return f"code|{kit_id}|{code}"
 
 
 def is_withdrawal(record_type: str, body: dict[str, Any]) -> bool:
@@ -352,12 +379,55 @@ class ServerStore:
     def ingest(self, kit: Kit, records: Iterable[Envelope]) -> list[RecordResult]:
         """Store each record in its own transaction; a result per record, in order."""
         results: list[RecordResult | _Prepared] = [self._prepare(kit, env) for env in records]
+        prepared = [r for r in results if isinstance(r, _Prepared)]
         with self._write() as conn:
-            held = self._held(conn, [r for r in results if isinstance(r, _Prepared)])
-            return [
-                r if isinstance(r, RecordResult) else self._store(conn, kit, r, held)
-                for r in results
-            ]
+            held = self._held(conn, prepared)
+            refused = self._refusals(conn, kit.kit_id, prepared)
+            pending = self._withdrawn_codes(conn, kit.kit_id, prepared)
+            out: list[RecordResult] = []
+            cuts: list[str] = []
+            for r in results:
+                if isinstance(r, RecordResult):
+                    out.append(r)
+                    continue
+                if r.visit_id is not None and r.env.record_type == "visit":
+                    r = _cut(r, refused.get(r.visit_id, frozenset()))
+                out.append(self._store(conn, kit, r, held, cuts, pending))
+                if r.visit_id is not None and r.refused:
+                    refused[r.visit_id] = refused.get(r.visit_id, frozenset()) | r.refused
+        if cuts:
+            self.checkpoint()
+        return out
+
+    def checkpoint(self) -> None:
+        """After a scrub: the SQLite WAL moved into the main file and truncated, so the
+        removed bytes (zeroed there by ``secure_delete``) leave the disk."""
+        if self._postgres:
+            return
+        with self._writers, self.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def _refusals(
+        self, conn: Connection, kit_id: str, batch: list[_Prepared]
+    ) -> dict[str, frozenset[str]]:
+        """What the latest held consent of each of the batch's visits refuses."""
+        ids = sorted({r.visit_id for r in batch if r.visit_id and r.env.record_type == "visit"})
+        out: dict[str, frozenset[str]] = {}
+        with conn.begin():
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ", ".join(f":v{i}" for i in range(len(chunk)))
+                rows = conn.execute(
+                    text(
+                        "SELECT visit_id, body FROM record WHERE record_type = 'consent' "
+                        f"AND kit_id = :k AND visit_id IN ({marks}) "
+                        "ORDER BY created_at, received_at"
+                    ),
+                    {"k": kit_id, **{f"v{i}": v for i, v in enumerate(chunk)}},
+                ).all()
+                for visit_id, body_text in rows:
+                    out[str(visit_id)] = _refused_items("consent", json.loads(body_text))
+        return out
 
     def _prepare(self, kit: Kit, env: Envelope) -> RecordResult | _Prepared:
         """Everything about a record that needs no database: checks, upgrade, JSON."""
@@ -382,10 +452,21 @@ class ServerStore:
             body = upgrade_body(env.record_type, env.schema_version, env.body)
         except SchemaVersionError as exc:
             return RecordResult(record_id=rid, status="rejected", reason=str(exc))
+        try:
+            check_body(env.record_type, env.schema_version, env.body)
+        except BodyError as exc:
+            return RecordResult(record_id=rid, status="rejected", reason=str(exc))
         bad = _body_problem(env.record_type, body)
         if bad:
             return RecordResult(record_id=rid, status="rejected", reason=bad)
         withdrawal = is_withdrawal(env.record_type, body)
+        refused = frozenset[str]()
+        if not withdrawal:
+            refused = _refused_items(env.record_type, body)
+            if env.schema_version > 1 and body.get("kind") == "initial":
+                # A current visit body declares its own consent: only C2 is worth a look.
+                refused &= {"c2"}
+        code = _str_or_none(body.get("referral_code")) if env.record_type == "visit" else None
         payload = env.record()
         skeleton = {**payload, "body": scrub_body(env.body)}
         stored_payload = _stored_json(skeleton if withdrawal else payload)
@@ -395,7 +476,9 @@ class ServerStore:
             computed=computed,
             body=body,
             visit_id=_str_or_none(body.get("visit_id")),
+            code=code,
             withdrawal=withdrawal,
+            refused=refused,
             params={
                 "rid": rid,
                 "kit": kit.kit_id,
@@ -405,9 +488,8 @@ class ServerStore:
                 "ca": env.created_at,
                 "vid": _str_or_none(body.get("visit_id")),
                 "vv": _int_or_none(body.get("version")),
-                "code": _str_or_none(body.get("referral_code"))
-                if env.record_type == "visit"
-                else None,
+                "code": code,
+                "ck": _code_key(kit.kit_id, code) if code is not None else None,
                 "p": stored_payload,
                 "b": stored_body,
                 "ps": _stored_json(skeleton) if not withdrawal else stored_payload,
@@ -431,7 +513,36 @@ class ServerStore:
                 )
         return found
 
-    def _store(self, conn: Connection, kit: Kit, prep: _Prepared, held: set[str]) -> RecordResult:
+    def _withdrawn_codes(self, conn: Connection, kit_id: str, batch: list[_Prepared]) -> set[str]:
+        """Which of the batch's referral codes were withdrawn on the slip's page."""
+        codes = sorted({r.code for r in batch if r.code is not None})
+        found: set[str] = set()
+        with conn.begin():
+            for start in range(0, len(codes), 500):
+                chunk = codes[start : start + 500]
+                marks = ", ".join(f":c{i}" for i in range(len(chunk)))
+                found.update(
+                    conn.scalars(
+                        text(
+                            "SELECT referral_code FROM attendee_withdrawal WHERE kit_id = :k "
+                            f"AND referral_code IN ({marks})"
+                        ),
+                        {"k": kit_id, **{f"c{i}": c for i, c in enumerate(chunk)}},
+                    )
+                )
+        return found
+
+    def _store(
+        self,
+        conn: Connection,
+        kit: Kit,
+        prep: _Prepared,
+        held: set[str],
+        cuts: list[str],
+        pending: set[str],
+    ) -> RecordResult:
+        """Insert one record; ``cuts`` gains the ids of held records it scrubbed or cut;
+        ``pending`` holds the batch's codes withdrawn on the slip's page."""
         rid = prep.env.record_id
         if rid in held:
             return self._existing(conn, kit, prep.env, prep.computed)
@@ -448,12 +559,36 @@ class ServerStore:
             "s": received_at if prep.withdrawal else None,
         }
         try:
-            if prep.withdrawal and visit_id is not None:
+            if (prep.withdrawal or prep.refused) and visit_id is not None:
+                code = self._visit_code(conn, kit.kit_id, visit_id) if prep.withdrawal else None
                 with self._writers, conn.begin():
                     if self._postgres:
+                        if code is not None:  # codes before visits, as the page locks them
+                            conn.exec_driver_sql(
+                                self._sql["code_lock"], {"ck": _code_key(kit.kit_id, code)}
+                            )
                         conn.exec_driver_sql(self._sql["visit_lock"], {"v": visit_id})
                     conn.exec_driver_sql(self._sql["insert_record"], params)
-                    self._withdraw(conn, kit.kit_id, visit_id, rid, received_at)
+                    if prep.withdrawal:
+                        self._withdraw(conn, kit.kit_id, visit_id, rid, received_at)
+                        cuts.append(rid)
+                        if code is not None:
+                            # The kit has it now: the centre stops telling it.
+                            self._acknowledge(conn, kit.kit_id, code, received_at)
+                    else:
+                        cuts += self._unshare(conn, kit.kit_id, visit_id, prep.refused)
+            elif prep.code in pending and visit_id is not None:
+                # Withdrawn on the slip's page before it arrived: scrubbed on arrival, with
+                # whatever of the visit came before it.
+                with self._writers, conn.begin():
+                    if self._postgres:
+                        conn.exec_driver_sql(self._sql["code_lock"], params)
+                        conn.exec_driver_sql(self._sql["visit_lock"], {"v": visit_id})
+                    conn.exec_driver_sql(self._sql["insert_record"], params)
+                    self._withdraw(conn, kit.kit_id, visit_id, ATTENDEE_PAGE, received_at)
+                    cuts.append(rid)
+                    if self._kit_withdrew(conn, kit.kit_id, visit_id):
+                        self._acknowledge(conn, kit.kit_id, prep.code, received_at)
             else:
                 self._insert(conn, params, visit_id)
         except IntegrityError:
@@ -479,6 +614,15 @@ class ServerStore:
                     # transaction), so a withdrawal and a record of its visit arriving
                     # through two relays always see each other.
                     statement = self._sql["visit_lock"] + "; " + statement
+                if params.get("code") is not None and visit_id is not None:
+                    # A withdrawal on the slip's page made since the batch was checked.
+                    statement = (
+                        self._sql["code_lock"]
+                        + "; "
+                        + statement
+                        + "; "
+                        + self._sql["withdraw_on_arrival"]
+                    )
                 # Both statements in one message, run by the server as one transaction:
                 # a single round trip per record.
                 raw.autocommit = True
@@ -494,6 +638,8 @@ class ServerStore:
                         cursor.execute("BEGIN IMMEDIATE")
                         try:
                             cursor.execute(statement, params)
+                            if params.get("code") is not None and visit_id is not None:
+                                cursor.execute(self._sql["withdraw_on_arrival"], params)
                             cursor.execute("COMMIT")
                         except BaseException:
                             if raw.in_transaction:
@@ -506,6 +652,114 @@ class ServerStore:
             raise DBAPIError.instance(
                 statement, params, exc, dbapi.Error, dialect=self.engine.dialect
             ) from exc
+
+    def _visit_code(self, conn: Connection, kit_id: str, visit_id: str) -> str | None:
+        with conn.begin():
+            code = conn.scalar(
+                text(
+                    "SELECT referral_code FROM record WHERE kit_id = :k AND visit_id = :v "
+                    "AND record_type = 'visit' AND referral_code IS NOT NULL LIMIT 1"
+                ),
+                {"k": kit_id, "v": visit_id},
+            )
+        return None if code is None else str(code)
+
+    @staticmethod
+    def _kit_withdrew(conn: Connection, kit_id: str, visit_id: str) -> bool:
+        """True when the kit's own withdrawal record of the visit is here."""
+        found = conn.scalar(
+            text(
+                "SELECT 1 FROM withdrawal WHERE kit_id = :k AND visit_id = :v AND record_id <> :a"
+            ),
+            {"k": kit_id, "v": visit_id, "a": ATTENDEE_PAGE},
+        )
+        return found is not None
+
+    @staticmethod
+    def _acknowledge(conn: Connection, kit_id: str, code: str, now: str) -> None:
+        conn.execute(
+            text(
+                "UPDATE attendee_withdrawal SET acknowledged_at = :t WHERE kit_id = :k "
+                "AND referral_code = :c AND acknowledged_at IS NULL"
+            ),
+            {"t": now, "k": kit_id, "c": code},
+        )
+
+    # --- withdrawal on the slip's page ------------------------------------------------
+
+    def withdraw_by_attendee(self, kit_id: str, code: str, language: str) -> AttendeeWithdrawal:
+        """The holder of ``kit_id``'s signed slip for ``code`` withdraws: every record of
+        that kit's visit with this code keeps only its skeleton, now or when it arrives.
+        Idempotent: a repeat changes nothing and returns the first withdrawal."""
+        now = iso(self.clock())
+        with self._writers, self._write() as conn, conn.begin():
+            if self._postgres:
+                conn.exec_driver_sql(self._sql["code_lock"], {"ck": _code_key(kit_id, code)})
+            conn.execute(
+                text(
+                    "INSERT INTO attendee_withdrawal (kit_id, referral_code, language, "
+                    "withdrawn_at) SELECT :k, :c, :l, :t WHERE NOT EXISTS "
+                    "(SELECT 1 FROM attendee_withdrawal WHERE kit_id = :k AND referral_code = :c)"
+                ),
+                {"k": kit_id, "c": code, "l": language, "t": now},
+            )
+            visits = list(
+                conn.scalars(
+                    text(
+                        "SELECT DISTINCT visit_id FROM record WHERE kit_id = :k "
+                        "AND record_type = 'visit' AND referral_code = :c "
+                        "AND visit_id IS NOT NULL ORDER BY visit_id"
+                    ),
+                    {"k": kit_id, "c": code},
+                )
+            )
+            for visit_id in visits:
+                if self._postgres:
+                    conn.exec_driver_sql(self._sql["visit_lock"], {"v": visit_id})
+                self._withdraw(conn, kit_id, visit_id, ATTENDEE_PAGE, now)
+                if self._kit_withdrew(conn, kit_id, visit_id):
+                    self._acknowledge(conn, kit_id, code, now)
+            found = self._attendee_withdrawal(conn, kit_id, code)
+        assert found is not None
+        event("attendee_withdrawal", kit_id=kit_id, arrived=len(visits))
+        return found
+
+    def attendee_withdrawal(self, kit_id: str, code: str) -> AttendeeWithdrawal | None:
+        with self.engine.connect() as conn:
+            return self._attendee_withdrawal(conn, kit_id, code)
+
+    @staticmethod
+    def _attendee_withdrawal(conn: Connection, kit_id: str, code: str) -> AttendeeWithdrawal | None:
+        row = conn.execute(
+            text(
+                "SELECT kit_id, referral_code, language, withdrawn_at, acknowledged_at "
+                "FROM attendee_withdrawal WHERE kit_id = :k AND referral_code = :c"
+            ),
+            {"k": kit_id, "c": code},
+        ).first()
+        if row is None:
+            return None
+        return AttendeeWithdrawal(
+            kit_id=row[0],
+            referral_code=row[1],
+            language=row[2],
+            withdrawn_at=row[3],
+            acknowledged=row[4] is not None,
+        )
+
+    def withdrawals_for(self, kit: Kit, *, limit: int = 1000) -> list[AttendeeWithdrawal]:
+        """The withdrawals made on the slip's page for ``kit``'s own codes that its own
+        withdrawal record has not answered yet (oldest first)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT kit_id, referral_code, language, withdrawn_at FROM "
+                    "attendee_withdrawal WHERE kit_id = :k AND acknowledged_at IS NULL "
+                    "ORDER BY seq LIMIT :n"
+                ),
+                {"k": kit.kit_id, "n": limit},
+            ).all()
+        return [AttendeeWithdrawal(r[0], r[1], r[2], r[3], acknowledged=False) for r in rows]
 
     def _existing(self, conn: Connection, kit: Kit, env: Envelope, computed: str) -> RecordResult:
         rid = env.record_id
@@ -584,6 +838,34 @@ class ServerStore:
                     "r": rid,
                 },
             )
+
+    def _unshare(
+        self, conn: Connection, kit_id: str, visit_id: str, refused: frozenset[str]
+    ) -> list[str]:
+        """Cut the held versions of a visit down to what its consent now allows: the
+        counts shape when C2 is refused, no contact when C3 is. Returns the cut ids."""
+        rows = conn.execute(
+            text(
+                "SELECT record_id, payload, body FROM record WHERE kit_id = :k "
+                "AND visit_id = :v AND record_type = 'visit' AND scrubbed_at IS NULL"
+            ),
+            {"k": kit_id, "v": visit_id},
+        ).all()
+        done: list[str] = []
+        for rid, payload_text, body_text in rows:
+            body = json.loads(body_text)
+            payload = json.loads(payload_text)
+            recorded = str(payload.get("created_at", ""))
+            cut = _cut_body(body, refused, recorded)
+            if cut is body:
+                continue
+            done.append(rid)
+            payload["body"] = _cut_body(payload.get("body", {}), refused, recorded)
+            conn.execute(
+                text("UPDATE record SET payload = :p, body = :b WHERE record_id = :r"),
+                {"p": _stored_json(payload), "b": _stored_json(cut), "r": rid},
+            )
+        return done
 
     # --- queries ----------------------------------------------------------------------
 
@@ -715,15 +997,20 @@ class ServerStore:
             if isinstance(items, dict) and "c2" in items:
                 shared = items.get("c2") is True
         outcome = body.get("outcome")
-        level = outcome.get("triage") if isinstance(outcome, dict) else None
+        level = outcome.get("triage") if isinstance(outcome, dict) else body.get("level")
         language = body.get("language")
+        booth = body.get("booth")
+        booth = booth if isinstance(booth, dict) else {}
+        number, name = booth.get("emergency_number"), booth.get("name")
         return Referral(
             kit_id=kit_id,
             level=level if isinstance(level, str) else None,
-            language=language if isinstance(language, str) else "en",
-            shared=shared and not withdrawn,
+            language=language if isinstance(language, str) else "",
+            shared=shared and not withdrawn and body.get("sharing") != "counts",
             withdrawn=withdrawn,
             void=body.get("status") == "void",
+            emergency_number=number if isinstance(number, str) and number else None,
+            booth=name if isinstance(name, str) and name else None,
         )
 
 
@@ -738,11 +1025,21 @@ _HOT_SQL = {
         "content_hash, created_at, received_at, signature, visit_id, "
         "visit_version, referral_code, payload, body, scrubbed_at) "
         "SELECT :rid, :kit, :rt, :sv, :h, :ca, :ra, :sig, :vid, :vv, :code, "
-        "CASE WHEN w.visit_id IS NULL THEN :p ELSE :ps END, "
-        "CASE WHEN w.visit_id IS NULL THEN :b ELSE :bs END, "
-        "CASE WHEN w.visit_id IS NULL THEN :s ELSE :ra END "
+        "CASE WHEN w.visit_id IS NULL AND aw.seq IS NULL THEN :p ELSE :ps END, "
+        "CASE WHEN w.visit_id IS NULL AND aw.seq IS NULL THEN :b ELSE :bs END, "
+        "CASE WHEN w.visit_id IS NULL AND aw.seq IS NULL THEN :s ELSE :ra END "
         "FROM (SELECT 1 AS one) AS x LEFT JOIN withdrawal AS w "
-        "ON w.kit_id = :kit AND w.visit_id = :vid"
+        "ON w.kit_id = :kit AND w.visit_id = :vid "
+        "LEFT JOIN attendee_withdrawal AS aw ON aw.kit_id = :kit AND aw.referral_code = :code"
+    ),
+    "code_lock": "SELECT pg_advisory_xact_lock(hashtext(:ck))",
+    # A visit whose code was withdrawn on the slip's page: later records of it are
+    # scrubbed on arrival too.
+    "withdraw_on_arrival": (
+        "INSERT INTO withdrawal (visit_id, kit_id, record_id, withdrawn_at) "
+        "SELECT :vid, :kit, 'attendee-page', :ra FROM attendee_withdrawal "
+        "WHERE kit_id = :kit AND referral_code = :code "
+        "ON CONFLICT (kit_id, visit_id) DO NOTHING"
     ),
 }
 
@@ -788,3 +1085,41 @@ def _body_problem(record_type: str, body: dict[str, Any]) -> str:
     if visit_id is not None and _str_or_none(visit_id) is None:
         return "body.visit_id must be a string of at most 200 characters"
     return ""
+
+
+def _refused_items(record_type: str, body: dict[str, Any]) -> frozenset[str]:
+    """The sharing items (C2, C3) a consent record refuses."""
+    items = body.get("items")
+    if record_type != "consent" or not isinstance(items, dict):
+        return frozenset()
+    return frozenset(k for k in ("c2", "c3") if k in items and items[k] is not True)
+
+
+def _cut_body(body: dict[str, Any], refused: frozenset[str], recorded: str) -> dict[str, Any]:
+    if body.get("withdrawn"):
+        return body
+    if "c2" in refused and body.get("sharing") != "counts":
+        return counts_from(body, recorded=recorded)
+    if "c3" in refused and body.get("contact") is not None:
+        return {k: v for k, v in body.items() if k != "contact"}
+    return body
+
+
+def _cut(prep: _Prepared, refused: frozenset[str]) -> _Prepared:
+    """A visit arriving after a consent that refuses what it carries: stored cut."""
+    recorded = prep.env.created_at
+    cut = _cut_body(prep.body, refused, recorded)
+    if cut is prep.body:
+        return prep
+    payload = {**prep.env.record(), "body": _cut_body(prep.env.body, refused, recorded)}
+    params = {**prep.params, "p": _stored_json(payload), "b": _stored_json(cut)}
+    return _Prepared(
+        env=prep.env,
+        computed=prep.computed,
+        body=cut,
+        visit_id=prep.visit_id,
+        code=prep.code,
+        withdrawal=prep.withdrawal,
+        refused=prep.refused,
+        params=params,
+    )

@@ -176,6 +176,7 @@ def popup_kit(
     )
 
 
+@pytest.mark.slow
 def test_passphrase_commands_as_a_coordinator_runs_them(tmp_path: Path) -> None:
     data = tmp_path / "data"
     locked = popup_kit(["visits"], data)

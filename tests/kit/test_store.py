@@ -177,6 +177,7 @@ def _check_whole(config: KitConfig) -> set[str]:
         store.close()
 
 
+@pytest.mark.slow
 def test_kill_9_mid_save_leaves_each_visit_whole_or_absent(config: KitConfig) -> None:
     rng = random.Random(20261124)
     env = dict(os.environ, PYTHONPATH=str(ROOT))

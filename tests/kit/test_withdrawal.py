@@ -16,6 +16,7 @@ from popup_kit.domain import Contact
 from popup_kit.enrolment import require_credentials
 from popup_kit.services import VisitService
 from popup_kit.syncing import run_sync
+from popup_kit.vault import save_credentials
 from tests.kit.conftest import CONSENT_ALL, visit_input
 from tests.kit.test_sync_kit import enroll, kit
 from tests.support.fault_proxy import FaultProxy
@@ -111,7 +112,7 @@ def test_withdrawal_before_sync_never_puts_the_contact_on_the_wire(
         host, port = server.url.removeprefix("http://").split(":")
         with FaultProxy(host, int(port)) as proxy:
             creds = require_credentials(config)
-            dataclasses.replace(creds, server_url=proxy.url).save(config.data_dir)
+            save_credentials(config, dataclasses.replace(creds, server_url=proxy.url))
             service = VisitService(config)
             try:
                 leaving = service.record_visit(with_(LEAVING))

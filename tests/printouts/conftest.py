@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from printouts.codes import new_referral_code
-from printouts.payload import KitKey, load_or_create_kit_key, slip_url
+from printouts.payload import KitKey, new_kit_key, slip_url
 from printouts.render import SlipData
 from tests.support.cups import CupsUnavailable, PrivateCups, private_cups
 
@@ -88,7 +88,7 @@ def photograph(
 
 @pytest.fixture
 def kit_key(tmp_path: Path) -> KitKey:
-    return load_or_create_kit_key(tmp_path / "kit", "kit-test")
+    return new_kit_key("kit-test")
 
 
 @pytest.fixture

@@ -9,8 +9,9 @@ import pytest
 from PIL import ImageDraw
 
 from popup_kit.cli import main
+from popup_kit.vault import kit_key
 from printouts.codes import new_referral_code
-from printouts.payload import load_or_create_kit_key, slip_url
+from printouts.payload import slip_url
 from printouts.render import SlipData, render_slip
 from printouts.scan import decode_qr_texts
 from tests.printouts.conftest import pdf_text, rasterise
@@ -29,7 +30,7 @@ def _kit_slip_png(data_dir: Path, tmp_path: Path, secret: bytes | None = None) -
     from popup_kit.config import load_config
 
     config = load_config()
-    key = load_or_create_kit_key(config.data_dir, config.kit_id)
+    key = kit_key(config)
     code = new_referral_code()
     data = SlipData(
         code=code,

@@ -229,3 +229,23 @@ def test_a_voided_visit_is_always_marked_and_keeps_its_file_name(
     replaced = render_visit(spanish_kit, visits["routine"], "a6", superseded_by=2)
     code = visits["routine"].code
     assert replaced.filename == f"{code}-v1-replaced-a6.pdf"
+
+
+def test_the_slips_qr_names_the_visits_language(
+    spanish_kit: KitConfig, visits: dict[str, VisitRecord]
+) -> None:
+    from dataclasses import replace
+
+    from popup_kit.vault import kit_key
+    from printouts.payload import parse_slip_url, url_language
+    from printouts.payload import verify_signature as verify
+
+    key = kit_key(spanish_kit)
+    spanish = slip_data(spanish_kit, visits["urgent"]).url
+    english = slip_data(spanish_kit, replace(visits["urgent"], language="en")).url
+    assert spanish.endswith("&l=es") and english.endswith("&l=en")
+    assert url_language(spanish) == "es" and url_language(english) == "en"
+    # The language is beside the signature, not in it: both verify alike.
+    for url in (spanish, english):
+        _base, code, sig = parse_slip_url(url)
+        assert code == visits["urgent"].code and verify(code, sig, key.secret)

@@ -1,33 +1,21 @@
 from __future__ import annotations
 
-import stat
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from printouts.codes import CodeError, new_referral_code
 from printouts.payload import (
-    KEY_FILE,
     MAX_BASE_URL_LENGTH,
     KitKey,
     PayloadError,
-    load_or_create_kit_key,
     parse_slip_url,
     sign_code,
     slip_url,
+    url_language,
     verify_signature,
 )
 from printouts.qr import qr_matrix, qr_text_art
-
-
-def test_key_created_once_private_and_stable(tmp_path: Path) -> None:
-    key = load_or_create_kit_key(tmp_path, "kit-a")
-    path = tmp_path / KEY_FILE
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert len(key.secret) == 32 and key.kit_id == "kit-a"
-    assert load_or_create_kit_key(tmp_path) == key
-    assert load_or_create_kit_key(tmp_path / "other").secret != key.secret
 
 
 def test_url_roundtrip_and_signature(kit_key: KitKey) -> None:
@@ -86,14 +74,39 @@ def test_bad_check_character_in_url(kit_key: KitKey) -> None:
     ],
 )
 def test_any_accepted_base_fits_qr_version_7_at_level_m(kit_key: KitKey, base: str) -> None:
-    for _ in range(20):
-        url = slip_url(base, new_referral_code(), kit_key)
+    for i in range(20):
+        url = slip_url(base, new_referral_code(), kit_key, ("en", "es")[i % 2])
+        assert url.endswith(("&l=en", "&l=es"))
         reference = qrcode_for(url)  # level M, smallest version that holds the URL
         printed = qr_matrix(url)
         assert printed.version == reference.version <= 7
         assert [list(r) for r in printed.rows] == reference.get_matrix()
     if base == "https://triage.example.org":
-        assert qr_matrix(slip_url(base, new_referral_code(), kit_key)).version == 4
+        assert qr_matrix(slip_url(base, new_referral_code(), kit_key, "es")).version == 4
+    if len(base) == MAX_BASE_URL_LENGTH:  # the longest URL fills version 7 exactly
+        assert len(slip_url(base, new_referral_code(), kit_key, "es")) == 122
+
+
+def test_the_language_travels_beside_the_signature(kit_key: KitKey) -> None:
+    code = new_referral_code()
+    spanish = slip_url("https://triage.example.org", code, kit_key, "es")
+    base, parsed, sig = parse_slip_url(spanish)
+    assert (base, parsed) == ("https://triage.example.org", code)
+    assert url_language(spanish) == "es"
+    # Not signed: the same signature whatever the language, so an edited ``l`` changes
+    # only the wording, and slips printed before the language was added still verify.
+    assert sig == sign_code(code, kit_key.secret)
+    assert parse_slip_url(slip_url("https://triage.example.org", code, kit_key, "en"))[2] == sig
+    old = f"https://triage.example.org/r/{code.replace('-', '')}?s={sig}"
+    assert parse_slip_url(old) == (base, parsed, sig) and url_language(old) == "en"
+    for odd in ("&l=", "&l=spanish", "&l=e%3C", "&l=es&l=en"):
+        assert url_language(old + odd) == "en"
+
+
+@pytest.mark.parametrize("language", ["", "e", "spa", "e<", "1a"])
+def test_a_slip_language_is_two_letters(kit_key: KitKey, language: str) -> None:
+    with pytest.raises(PayloadError, match="two-letter"):
+        slip_url("https://triage.example.org", new_referral_code(), kit_key, language)
 
 
 def qrcode_for(url: str) -> Any:
@@ -123,26 +136,6 @@ def test_a_base_too_long_for_a_small_qr_is_refused(kit_key: KitKey) -> None:
 def test_bad_base_urls(kit_key: KitKey, base: str, message: str) -> None:
     with pytest.raises(PayloadError, match=message):
         slip_url(base, new_referral_code(), kit_key)
-
-
-def _race_for_key(directory: str) -> str:
-    return load_or_create_kit_key(Path(directory)).secret.hex()
-
-
-def test_kits_first_run_racing_processes_agree_on_one_key(tmp_path: Path) -> None:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(8, mp_context=multiprocessing.get_context("fork")) as pool:
-        secrets = set(pool.map(_race_for_key, [str(tmp_path)] * 32))
-    assert len(secrets) == 1
-    assert [p.name for p in tmp_path.iterdir()] == [KEY_FILE]  # no temporary files left
-
-
-def test_unreadable_key_file_says_so(tmp_path: Path) -> None:
-    (tmp_path / KEY_FILE).write_text("{not json")
-    with pytest.raises(PayloadError, match=r"slip key .* is unreadable"):
-        load_or_create_kit_key(tmp_path)
 
 
 def test_text_art_shape(kit_key: KitKey) -> None:

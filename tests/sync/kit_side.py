@@ -71,6 +71,7 @@ def visit(
         record_type="visit",
         kit_id=kit_id,
         created_at="2026-11-22T17:30:00Z",
+        schema_version=1,
         body={
             "visit_id": visit_id,
             "version": version,
@@ -105,6 +106,7 @@ def consent(
         record_type="consent",
         kit_id=kit_id,
         created_at="2026-11-22T17:21:00Z",
+        schema_version=1,
         body={
             "visit_id": visit_id,
             "consent_id": consent_id,

@@ -129,6 +129,7 @@ def visit_record(
     triage: str = "routine",
     contact: dict[str, str] | None = None,
     version: int = 1,
+    language: str = "en",
 ) -> dict[str, Any]:
     visit_id = visit_id or str(uuid.uuid4())
     return make_record(
@@ -136,6 +137,7 @@ def visit_record(
         record_type="visit",
         kit_id=kit_id,
         created_at="2026-11-22T17:30:00Z",
+        schema_version=1,
         body={
             "visit_id": visit_id,
             "version": version,
@@ -143,7 +145,7 @@ def visit_record(
             "status": "active",
             "void_reason": None,
             "volunteer": "Ana",
-            "language": "en",
+            "language": language,
             "age_years": 47,
             "answers": {"age_years": 47, "leg_pain_side": "unilateral", "pain_nrs": 6},
             "outcome": {"triage": triage, "rules": ["RO1"], "ruleset_version": "t+1"},
@@ -161,6 +163,7 @@ def consent_record(kit_id: str, visit_id: str, *, c2: bool = True) -> dict[str, 
         record_type="consent",
         kit_id=kit_id,
         created_at="2026-11-22T17:29:00Z",
+        schema_version=1,
         body={
             "visit_id": visit_id,
             "kind": "grant",
@@ -180,6 +183,7 @@ def withdrawal_record(kit_id: str, visit_id: str) -> dict[str, Any]:
         record_type="consent_withdrawal",
         kit_id=kit_id,
         created_at="2026-11-22T19:00:00Z",
+        schema_version=1,
         body={"visit_id": visit_id, "at": "2026-11-22T19:00:00Z", "reason": "asked by phone"},
     )
 
@@ -221,3 +225,75 @@ class PlainCodes:
 
     def verify(self, code: str, sig: str, secret: bytes) -> bool:
         return hmac.compare_digest(self.sign(code, secret), sig)
+
+
+BOOTH = {"name": "Night market booth", "event": "Riverside market", "emergency_number": "112"}
+
+
+def visit_v2(
+    kit_id: str,
+    *,
+    visit_id: str | None = None,
+    code: str = "TEST-CODE-0000",
+    triage: str = "routine",
+    consent: dict[str, bool] | None = None,
+    contact: dict[str, str] | None = None,
+    answers: dict[str, Any] | None = None,
+    booth: dict[str, str] | None = None,
+    version: int = 1,
+) -> dict[str, Any]:
+    """A visit version as the current kit builds it (``sync.bodies.visit_body``)."""
+    from sync import bodies
+
+    scope = {"c2": True, "c3": True, "c4": False} | (consent or {})
+    body = bodies.visit_body(
+        visit_id=visit_id or str(uuid.uuid4()),
+        version=version,
+        supersedes=None,
+        status="active",
+        void_reason=None,
+        referral_code=code,
+        visit_created_at="2026-11-22T17:20:00.000000Z",
+        created_at="2026-11-22T17:30:00.000000Z",
+        volunteer="Ana",
+        language="en",
+        answers=answers or {"age_years": 47, "leg_pain_side": "unilateral", "pain_nrs": 6},
+        outcome={"triage": triage, "rules": ["RO1"], "ruleset_version": "t+1"},
+        forms_version="t",
+        booth=bodies.Booth(**(booth or BOOTH)),
+        consent=scope,
+        contact=bodies.Contact(**contact) if contact else None,
+    )
+    return make_record(
+        record_id=str(uuid.uuid4()),
+        record_type="visit",
+        kit_id=kit_id,
+        created_at="2026-11-22T17:30:00.000000Z",
+        body=body,
+    )
+
+
+def consent_v2(
+    kit_id: str, visit_id: str, *, kind: str = "initial", **items: bool
+) -> dict[str, Any]:
+    """A consent event as the current kit builds it; items default to C1-C3 granted."""
+    consent_id = str(uuid.uuid4())
+    granted = {"c1": True, "c2": True, "c3": True, "c4": False, "c5": False} | items
+    return make_record(
+        record_id=consent_id,
+        record_type="consent",
+        kit_id=kit_id,
+        created_at="2026-11-22T17:21:00.000000Z" if kind == "initial" else "2026-11-22T18:40:00Z",
+        body={
+            "visit_id": visit_id,
+            "consent_id": consent_id,
+            "kind": kind,
+            "items": granted,
+            "text_version": "t",
+            "text_hash": "ab" * 32,
+            "language": "en",
+            "method": "read aloud, answered by key",
+            "volunteer": "Ana",
+            "at": "2026-11-22T17:21:00.000000Z",
+        },
+    )

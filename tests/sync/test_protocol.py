@@ -91,7 +91,10 @@ def test_batch_is_bounded() -> None:
 
 def test_upgrade_runs_every_step_from_an_old_version(monkeypatch: pytest.MonkeyPatch) -> None:
     body = {"visit_id": "v1", "pain": 4}
-    assert p.upgrade_body("visit", 1, body) == body
+    # Version 1 visits were always sent whole: upgraded as referrals, marked as old.
+    assert p.upgrade_body("visit", 1, body) == {**body, "sharing": "referral", "legacy": True}
+    assert p.upgrade_body("consent", 1, body) == body
+    assert p.upgrade_body("visit", 2, body) == body
     with pytest.raises(p.SchemaVersionError, match="not supported"):
         p.upgrade_body("visit", p.CURRENT_SCHEMA_VERSION + 1, body)
     with pytest.raises(p.SchemaVersionError):

@@ -12,7 +12,7 @@ import requests
 
 from popup_kit.cli import main
 from sync import protocol as p
-from sync.server import ServerStore
+from sync.server import ServerStore, migrations
 from tests.sync.live_server import (
     LiveServer,
     consent_record,
@@ -35,7 +35,7 @@ def _marked(response: requests.Response, status: int) -> dict[str, Any]:
 
 def test_health_and_openapi(server: LiveServer) -> None:
     health = _marked(requests.get(server.api("/health"), timeout=10), 200)
-    assert health["status"] == "ok" and health["schema_versions"] == [1]
+    assert health["status"] == "ok" and health["schema_versions"] == [1, 2]
     doc = requests.get(f"{server.url}/openapi.json", timeout=10)
     assert doc.status_code == 200
     assert doc.headers[p.PROTOCOL_HEADER] == "1"
@@ -201,14 +201,22 @@ def test_cli_enroll_revoke_records(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "2 records" in capsys.readouterr().out
 
 
+def _head() -> int:
+    """The newest revision: the highest-numbered file in the versions folder."""
+    versions = Path(migrations.__file__).parent / "versions"
+    return max(int(f.name[:4]) for f in versions.glob("[0-9][0-9][0-9][0-9]_*.py"))
+
+
 def test_migrations_are_idempotent_and_refuse_a_newer_database(db_url: str) -> None:
+    head = _head()
     store = ServerStore(db_url)
-    assert store.schema_version == 3
+    assert store.schema_version == head
     store.close()
     store = ServerStore(db_url)
-    assert store.schema_version == 3
+    assert store.schema_version == head
     with store.engine.begin() as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
+        found = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+        assert found == f"{head:04d}"
         conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0099'")
     store.close()
     with pytest.raises(RuntimeError, match="newer than this server knows"):
@@ -235,7 +243,7 @@ def test_a_database_from_the_numbered_migrations_is_adopted(sqlite_url: str) -> 
         )
     store = ServerStore(sqlite_url)
     try:
-        assert store.schema_version == 3
+        assert store.schema_version == _head()
         with store.engine.connect() as conn:  # the withdrawal kept, now keyed by kit
             assert conn.exec_driver_sql("SELECT kit_id, visit_id FROM withdrawal").all() == [
                 ("kit-old", "v-1")
@@ -255,7 +263,11 @@ def test_withdrawal_as_a_consent_event(server: LiveServer) -> None:
     partial["body"] = {**partial["body"], "kind": "withdrawal"}
     partial["body"]["items"] = {**partial["body"]["items"], "c2": False}  # C1 still granted
     ingest(server, kit, [visit, partial])
-    assert "Maria Lopez" in json.dumps(server.store.record_body(visit["record_id"]))
+    # Refusing C2 is no withdrawal, but the centre then holds only the counts shape.
+    cut = server.store.record_body(visit["record_id"])
+    assert cut is not None and cut["sharing"] == "counts" and "withdrawn" not in cut
+    assert cut["level"] == "routine" and cut["day"] == "2026-11-22"
+    assert "Maria Lopez" not in json.dumps(cut) and "answers" not in cut
     full = consent_record(kit.kit_id, visit_id)
     full["record_id"] = str(uuid.uuid4())
     full["body"] = {**full["body"], "kind": "withdrawal", "items": {"c1": False}}

@@ -58,7 +58,9 @@ def _attendee_pages(server: LiveServer, clock: ManualClock) -> list[requests.Res
 
 def test_headers_on_every_attendee_page(sqlite_url: str) -> None:
     clock = ManualClock()
-    with run_server(sqlite_url, code_rules=CODES, rate_clock=clock) as server:
+    with run_server(
+        sqlite_url, code_rules=CODES, rate_clock=clock, landing_rate=(20, 60.0)
+    ) as server:
         pages = _attendee_pages(server, clock)
         assert [p.status_code for p in pages] == [200, 404, 429]
         for page in pages:

@@ -99,7 +99,10 @@ def test_levels_get_their_own_advice(landing_server: LiveServer) -> None:
     assert len(set(pages.values())) == 4
     assert "Emergency Department" in pages["emergency"]
     assert "112" in pages["emergency"]
-    assert "112" not in pages["self_care"]
+    _title, go_now, _steps = outcome_texts("emergency", "en", "112")
+    assert go_now in pages["emergency"] and go_now not in pages["self_care"]
+    # Every page keeps the emergency number, under the cauda equina warning.
+    assert all("Emergency number: 112" in page for page in pages.values())
 
 
 def test_known_visit_without_c2_or_withdrawn_shows_no_level(landing_server: LiveServer) -> None:
@@ -114,8 +117,13 @@ def test_known_visit_without_c2_or_withdrawn_shows_no_level(landing_server: Live
         ingest(landing_server, kit, records)
         page = _open(landing_server, kit, code)
         assert page.status_code == 200
-        assert "Follow the advice on your slip" in page.text
-        assert "112" not in page.text and "Emergency Department now" not in page.text
+        if withdraw:  # withdrawn at the booth: the page says only that
+            assert "Your consent is withdrawn" in page.text
+            assert "Withdraw my consent" not in page.text
+        else:
+            assert "Follow the advice on your slip" in page.text
+            assert "Emergency number: 112" in page.text  # the warning's number, not the level
+        assert "Emergency Department now" not in page.text
 
 
 def test_invalid_code_or_signature_is_not_found(landing_server: LiveServer) -> None:
@@ -142,19 +150,22 @@ def test_invalid_code_or_signature_is_not_found(landing_server: LiveServer) -> N
     assert _open(landing_server, kit, code).status_code == 200
 
 
-def test_landing_is_rate_limited_per_client(
-    landing_server: LiveServer, rate_clock: ManualClock
-) -> None:
-    url = f"{landing_server.url}/r/{CODES.new_code()}"
-    statuses = [requests.get(url, timeout=10).status_code for _ in range(21)]
-    assert statuses[:20] == [404] * 20
-    assert statuses[20] == 429
-    limited = requests.get(url, timeout=10)
-    assert limited.status_code == 429 and limited.headers["Retry-After"] == "60"
-    # The sync API is not throttled by the landing page's limit.
-    assert requests.get(landing_server.api("/health"), timeout=10).status_code == 200
-    rate_clock.now += 60  # a minute later the bucket has refilled
-    assert requests.get(url, timeout=10).status_code == 404
+def test_landing_is_rate_limited_per_client(sqlite_url: str) -> None:
+    rate_clock = ManualClock()
+    with run_server(
+        sqlite_url, rate_clock=rate_clock, code_rules=CODES, landing_rate=(20, 60.0)
+    ) as server:
+        url = f"{server.url}/r/{CODES.new_code()}"
+        statuses = [requests.get(url, timeout=10).status_code for _ in range(21)]
+        assert statuses[:20] == [404] * 20
+        assert statuses[20] == 429
+        limited = requests.get(url, timeout=10)
+        assert limited.status_code == 429 and limited.headers["Retry-After"] == "3"
+        # The sync API is not throttled by the landing page's limit.
+        assert requests.get(server.api("/health"), timeout=10).status_code == 200
+        rate_clock.now += 3  # one token back after Retry-After
+        assert requests.get(url, timeout=10).status_code == 404
+        assert requests.get(url, timeout=10).status_code == 429
 
 
 def test_real_slip_url_is_recognised(sqlite_url: str) -> None:
@@ -164,11 +175,13 @@ def test_real_slip_url_is_recognised(sqlite_url: str) -> None:
     with run_server(sqlite_url) as server:
         kit = enroll_kit(server)
         code = new_referral_code()
-        url = slip_url("https://triage.example.org", code, kit.slip_key)
+        url = slip_url("https://triage.example.org", code, kit.slip_key, "es")
         base, in_url, sig = parse_slip_url(url)
         assert base == "https://triage.example.org" and in_url == code
         # The phone opens exactly the path the QR carries: the compact code.
-        assert url.endswith(f"/r/{compact_code(code)}?s={sig}")
+        assert url.endswith(f"/r/{compact_code(code)}?s={sig}&l=es")
+        page = requests.get(server.url + url.removeprefix(base), timeout=10)
+        assert page.status_code == 200 and "enviará su derivación pronto" in page.text
         page = requests.get(f"{server.url}/r/{compact_code(code)}", params={"s": sig}, timeout=10)
         assert page.status_code == 200 and "upload your referral soon" in page.text
         bad = requests.get(f"{server.url}/r/{in_url}", params={"s": sig[::-1]}, timeout=10)

@@ -107,7 +107,7 @@ def test_reused_visit_id_consent_and_withdrawal_touch_only_the_sender(
     # The owner's own withdrawal still works, after the intruder's.
     send(centre, owner, [withdrawal_record(owner.kit_id, visit_id)])
     after = page(centre, owner, code)
-    assert urgent_advice() not in after and "Follow the advice on your slip" in after
+    assert urgent_advice() not in after and "Your consent is withdrawn" in after
     scrubbed = centre.store.record_body(str(visit["record_id"]))
     assert scrubbed is not None and "contact" not in scrubbed
 

@@ -61,8 +61,19 @@ async def answer_one(pilot: Pilot[None], app: BoothApp, plan: dict[str, Any]) ->
             pressed += 1
         else:  # a complete number moves on by itself, after a moment for one more digit
             await pilot.pause(GRACE_SECONDS + 0.1)
+            await moved_on(pilot, app, question.id)
     await pilot.pause()
     return pressed
+
+
+async def moved_on(pilot: Pilot[None], app: BoothApp, question_id: str, tries: int = 100) -> None:
+    """Wait until the visit has left question ``question_id``: the moment's timer fires late
+    on a busy machine."""
+    for _ in range(tries):
+        current = app.visit.flow.current() if app.visit is not None else None
+        if current is None or current.id != question_id:
+            return
+        await pilot.pause(0.05)
 
 
 async def answer_until_done(

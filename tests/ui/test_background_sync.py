@@ -9,6 +9,7 @@ from pathlib import Path
 from popup_kit.config import KitConfig
 from popup_kit.ui.app import BoothApp
 from popup_kit.ui.screens.home import HomeScreen
+from popup_kit.vault import save_credentials
 from tests.sync.live_server import enroll_kit, run_server
 from tests.ui.conftest import fixed_clock
 from tests.ui.driver import SELF_CARE, answer_until_done, begin_visit, start_day
@@ -41,7 +42,7 @@ async def test_not_enrolled_says_records_stay_here(config: KitConfig) -> None:
 async def test_visits_reach_the_server_in_the_background(config: KitConfig, tmp_path: Path) -> None:
     with run_server(f"sqlite:///{tmp_path / 'server.sqlite3'}") as server:
         kit = enroll_kit(server, config.kit_id)
-        kit.credentials.save(config.data_dir)
+        save_credentials(config, kit.credentials)
         fast = dataclasses.replace(config, sync_interval=1)
         app = BoothApp(fast, clock=fixed_clock)
         async with app.run_test(size=SIZE) as pilot:
@@ -63,7 +64,7 @@ async def test_visits_reach_the_server_in_the_background(config: KitConfig, tmp_
 
 async def test_server_unreachable_is_shown_not_hidden(config: KitConfig, tmp_path: Path) -> None:
     with run_server(f"sqlite:///{tmp_path / 'server.sqlite3'}") as server:
-        enroll_kit(server, config.kit_id).credentials.save(config.data_dir)
+        save_credentials(config, enroll_kit(server, config.kit_id).credentials)
     # the server is gone now
     fast = dataclasses.replace(config, sync_interval=1)
     app = BoothApp(fast, clock=fixed_clock)

@@ -64,7 +64,7 @@ async def record(pilot: Any, app: BoothApp, plan: dict[str, Any], language: str 
 async def open_correction(pilot: Any, app: BoothApp, code: str) -> CorrectScreen:
     await pilot.press("l")
     await pilot.pause()
-    await pilot.press("slash", *code, "enter")
+    await pilot.press(*code, "enter")
     await pilot.pause()
     assert isinstance(app.screen, VisitDetailScreen)
     await pilot.press("c")

@@ -13,7 +13,8 @@ from popup_kit.ui.app import BoothApp
 from popup_kit.ui.screens.outcome import SavedScreen
 from popup_kit.ui.screens.printing import QrScreen
 from popup_kit.ui.screens.visits import VisitDetailScreen
-from printouts.payload import load_or_create_kit_key, parse_slip_url, verify_signature
+from popup_kit.vault import kit_key
+from printouts.payload import parse_slip_url, verify_signature
 from printouts.scan import decode_qr_texts
 from tests.printouts.conftest import pdf_text
 from tests.ui.driver import SELF_CARE, answer_until_done, begin_visit, start_day
@@ -86,7 +87,7 @@ async def test_qr_on_screen_scans_to_the_signed_url(
     (url,) = decode_qr_texts(art_to_image(art))
     _, code, sig = parse_slip_url(url)
     assert code == saved.code
-    key = load_or_create_kit_key(config.data_dir, config.kit_id)
+    key = kit_key(config)
     assert verify_signature(code, sig, key.secret)
 
 

@@ -244,12 +244,13 @@ def test_qr_on_screen(
 ) -> None:
     import json
 
-    from printouts.payload import KEY_FILE
+    from popup_kit.vault import PLAIN_SLIP_KEY
 
-    # a fixed slip key, so the signed URL (and so the QR) is the same every run
+    # a fixed slip key, so the signed URL (and so the QR) is the same every run: written
+    # as an earlier release wrote it, and sealed by the kit on first use
     config.data_dir.mkdir(parents=True, exist_ok=True)
     key = {"version": 1, "kit_id": "kit-snapshot", "secret": "ab" * 32}
-    (config.data_dir / KEY_FILE).write_text(json.dumps(key), "ascii")
+    (config.data_dir / PLAIN_SLIP_KEY).write_text(json.dumps(key), "ascii")
     assert snap_compare(
         make_app(),
         run_before=steps(ready, day, visit, until_done(SELF_CARE), keys("enter", "s", "q")),
@@ -320,3 +321,18 @@ def test_resume_with_an_unacknowledged_emergency(
 
     emergency_draft(config, "es")
     assert snap_compare(make_app(), run_before=steps(ready, day))
+
+
+def test_voided_visit(snap_compare: Snap, make_app: Callable[[], BoothApp]) -> None:
+    """A void visit: VOID in its detail, and the refusal of a reprint."""
+    assert snap_compare(
+        make_app(),
+        run_before=steps(
+            ready,
+            day,
+            visit,
+            until_done(SELF_CARE),
+            keys("enter", "s", "enter", "l", "down", "enter", "v", *"duplicate", "enter", "y"),
+            keys("p"),
+        ),
+    )

@@ -24,7 +24,14 @@ from popup_kit.ui.screens.resume import ResumeScreen
 from popup_kit.ui.screens.visit import GRACE_SECONDS, VisitScreen
 from popup_kit.ui.widgets import ChoiceButton
 from tests.ui.conftest import fixed_clock
-from tests.ui.driver import SELF_CARE, answer_until_done, begin_visit, plan_for, start_day
+from tests.ui.driver import (
+    SELF_CARE,
+    answer_until_done,
+    begin_visit,
+    moved_on,
+    plan_for,
+    start_day,
+)
 
 SIZE = (80, 24)
 Stored = Callable[[], VisitService]
@@ -293,6 +300,8 @@ async def test_click_on_a_choice_answers_it(make_app: Callable[[], BoothApp]) ->
         await pilot.press("4", "0")
         await pilot.pause(GRACE_SECONDS + 0.1)
         assert app.visit is not None
+        await moved_on(pilot, app, "age_years")
+        await pilot.pause()
         yes = next(b for b in app.screen.query(ChoiceButton) if b.key == "y")
         assert await pilot.click(yes)
         await pilot.pause()

@@ -44,10 +44,10 @@ async def test_search_open_void_and_correct(
         table = app.screen.query_one(DataTable)
         assert table.row_count == 2
         # part of a code narrows the list; a whole code (typed or scanned) opens the visit
-        await pilot.press("slash", *codes[1][-7:].lower())
+        await pilot.press(*codes[1][-7:].lower())
         await pilot.pause()
         assert table.row_count == 1
-        await pilot.press("enter", "enter")
+        await pilot.press("enter")
         await pilot.pause()
         assert isinstance(app.screen, VisitDetailScreen)
         assert app.screen.visit_id == service.list_visits(search=codes[1])[0].visit_id
@@ -55,7 +55,7 @@ async def test_search_open_void_and_correct(
         await pilot.pause()
         search = app.screen.query_one("#search")
         search.value = ""  # type: ignore[attr-defined]
-        await pilot.press("slash", *f"https://triage.example.org/r/{codes[1]}?s=ABC", "enter")
+        await pilot.press(*f"https://triage.example.org/r/{codes[1]}?s=ABC", "enter")
         await pilot.pause()
         assert isinstance(app.screen, VisitDetailScreen)
 
@@ -87,7 +87,7 @@ async def test_search_open_void_and_correct(
         # correct the other visit: the age becomes 55, saved as a new version
         await pilot.press("l")
         await pilot.pause()
-        await pilot.press("slash", *codes[0], "enter")
+        await pilot.press(*codes[0], "enter")
         await pilot.pause()
         assert isinstance(app.screen, VisitDetailScreen)
         await pilot.press("c")
@@ -134,3 +134,115 @@ async def test_quit_during_a_visit_asks_first(make_app: Callable[[], BoothApp]) 
         await pilot.press("n")
         await pilot.pause()
         assert app.visit is not None and not isinstance(app.screen, ConfirmScreen)
+
+
+def swap_two(code: str) -> str:
+    """The code with its first two neighbouring characters that differ swapped."""
+    chars = list(code)
+    i = next(
+        i for i in range(len(chars) - 1) if chars[i] != chars[i + 1] and "-" not in chars[i : i + 2]
+    )
+    chars[i], chars[i + 1] = chars[i + 1], chars[i]
+    return "".join(chars)
+
+
+def status_of(app: BoothApp) -> str:
+    return str(app.screen.query_one("#search-status").render())
+
+
+async def test_a_typed_code_lands_in_the_search_box_on_open(
+    make_app: Callable[[], BoothApp], stored: Callable[[], VisitService]
+) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start_day(pilot, app)
+        await record(pilot, app, SELF_CARE)
+        await record(pilot, app, plan_for(osteoporosis=True))
+        codes = [v.code for v in stored().list_visits()]
+        await pilot.press("l")
+        await pilot.pause()
+        assert app.screen.query_one("#search").has_focus
+        await pilot.press(*codes[0], "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, VisitDetailScreen)
+        assert app.screen.visit_id == stored().find_by_code(codes[0]).visit_id  # type: ignore[union-attr]
+
+
+async def test_a_scanned_url_is_found_even_with_the_list_focused(
+    make_app: Callable[[], BoothApp], stored: Callable[[], VisitService]
+) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start_day(pilot, app)
+        await record(pilot, app, SELF_CARE)
+        await record(pilot, app, plan_for(osteoporosis=True))
+        code = stored().list_visits()[1].code
+        await pilot.press("l")
+        await pilot.pause()
+        await pilot.press("down")  # the volunteer moved to the list before scanning
+        await pilot.pause()
+        assert app.screen.query_one(DataTable).has_focus
+        url = f"https://triage.example.org/r/{code.replace('-', '')}?s=AbC_d-1"
+        await pilot.press(*url)
+        await pilot.pause()
+        assert app.screen.query_one("#search").value == url  # type: ignore[attr-defined]
+        assert app.screen.query_one(DataTable).row_count == 1
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, VisitDetailScreen)
+        visit = stored().find_by_code(code)
+        assert visit is not None and app.screen.visit_id == visit.visit_id
+
+
+async def test_two_swapped_characters_say_the_check_does_not_match(
+    make_app: Callable[[], BoothApp], stored: Callable[[], VisitService]
+) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start_day(pilot, app)
+        await record(pilot, app, SELF_CARE)
+        code = stored().list_visits()[0].code
+        await pilot.press("l")
+        await pilot.pause()
+        await pilot.press(*swap_two(code))
+        await pilot.pause()
+        assert app.screen.query_one(DataTable).row_count == 0
+        status = status_of(app)
+        assert "check character does not match" in status
+        assert f"Did you mean {code}?" in status
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, VisitListScreen)  # nothing opened on a wrong code
+        app.screen.query_one("#search").value = ""  # type: ignore[attr-defined]
+        await pilot.press(*code)
+        await pilot.pause()
+        assert status_of(app) == ""
+
+
+async def test_a_void_visit_is_marked_in_the_list_and_cannot_be_reprinted(
+    make_app: Callable[[], BoothApp], stored: Callable[[], VisitService], config: Any
+) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start_day(pilot, app)
+        await record(pilot, app, SELF_CARE)
+        await app.workers.wait_for_complete()
+        visit = stored().list_visits()[0]
+        stored().void_visit(visit.visit_id, "duplicate", "CD")  # voided elsewhere (the CLI)
+        slips = sorted(config.slips_dir.iterdir())
+        await pilot.press("l")
+        await pilot.pause()
+        table = app.screen.query_one(DataTable)
+        assert "VOID" in str(table.get_row_at(0)[2])
+        await pilot.press("down", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, VisitDetailScreen)
+        for key in ("p", "q"):
+            app._notifications.clear()
+            await pilot.press(key)
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            assert isinstance(app.screen, VisitDetailScreen)  # no QR drawn
+            (note,) = [str(n.message) for n in app._notifications]
+            assert "VOID" in note and "duplicate" in note and visit.code in note
+        assert sorted(config.slips_dir.iterdir()) == slips  # no slip made

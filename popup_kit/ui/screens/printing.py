@@ -89,4 +89,6 @@ class QrScreen(ModalScreen[None]):
 def show_qr(app: BoothApp, visit: VisitRecord) -> None:
     from popup_kit.slips import visit_url
 
-    app.push_screen(QrScreen(visit.code, visit_url(app.config, visit.code)))
+    app.push_screen(
+        QrScreen(visit.code, visit_url(app.config, visit.code, language=visit.language))
+    )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
@@ -30,13 +32,41 @@ def outcome_word(visit: VisitRecord) -> str:
     return LEVEL_TITLES.get(visit.triage, visit.triage)
 
 
+def one_slip_away(typed: str, code: str) -> bool:
+    """True when ``typed`` (compact) is ``code`` (compact) with one character changed or
+    two neighbours swapped: the mistakes the check character catches."""
+    if len(typed) != len(code) or typed == code:
+        return False
+    diff = [i for i, (a, b) in enumerate(zip(typed, code, strict=True)) if a != b]
+    if len(diff) == 1:
+        return True
+    return (
+        len(diff) == 2
+        and diff[1] == diff[0] + 1
+        and typed[diff[0]] == code[diff[1]]
+        and typed[diff[1]] == code[diff[0]]
+    )
+
+
+def typed_symbols(text: str) -> str:
+    """What was typed as a code, compact and upper case (look-alikes not folded)."""
+    stripped = text.strip()
+    marker = stripped.lower().rfind("/r/")
+    if marker >= 0:
+        stripped = stripped[marker + 3 :].split("?", 1)[0].split("#", 1)[0]
+    return "".join(ch for ch in stripped.upper() if ch.isalnum())
+
+
 class VisitListScreen(Screen[None]):
+    """The search box has the keys from the start: a typed code or a scanner's whole slip
+    URL lands in it, whatever has focus."""
+
     app: BoothApp
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "home", "Home"),
-        Binding("a", "toggle_all", "Today/all"),
-        Binding("slash", "search", "Search"),
+        Binding("ctrl+t", "toggle_all", "Today/all days"),
+        Binding("down", "to_table", "List", show=False),
     ]
 
     def __init__(self) -> None:
@@ -45,19 +75,35 @@ class VisitListScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static("popup-kit · visits · today", id="list-title", classes="title-bar")
-        yield Input(placeholder="search: code (or scan the slip), volunteer, outcome", id="search")
+        yield Input(
+            placeholder="type or scan: code, volunteer, outcome", id="search", select_on_focus=False
+        )
+        yield Static("", id="search-status", classes="warning")
         yield DataTable(id="visit-table", cursor_type="row", zebra_stripes=True)
-        yield Static("Enter: open · /: search · a: today/all days · Esc: home", classes="hint")
+        yield Static(
+            "Type or scan a slip · ↓: the list · Enter: open · Ctrl+T: today/all · Esc: home",
+            classes="hint",
+        )
         yield Footer()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         table.add_columns("Time", "Code", "Outcome", "By", "Ver", "Sync")
         self.reload()
-        table.focus()
+        self.query_one("#search", Input).focus()
 
     def on_screen_resume(self) -> None:
         self.reload()
+
+    def on_key(self, event: events.Key) -> None:
+        # a key typed (or scanned) while the list has focus still belongs to the search
+        search = self.query_one("#search", Input)
+        if search.has_focus or not event.is_printable or event.character is None:
+            return
+        event.stop()
+        event.prevent_default()
+        search.focus()
+        search.insert_text_at_cursor(event.character)
 
     def _search_text(self) -> str | None:
         raw = self.query_one("#search", Input).value.strip()
@@ -86,7 +132,9 @@ class VisitListScreen(Screen[None]):
             table.add_row(
                 v.created_at.astimezone().strftime("%m-%d %H:%M" if self.all_days else "%H:%M"),
                 v.code,
-                outcome_word(v) + (" · VOID" if v.voided else ""),
+                Text.assemble(outcome_word(v), " ", ("VOID", "bold reverse"))
+                if v.voided
+                else outcome_word(v),
                 v.volunteer,
                 str(v.version),
                 SYNC_WORDS.get(v.sync_state, v.sync_state),
@@ -95,6 +143,36 @@ class VisitListScreen(Screen[None]):
         self.query_one("#list-title", Static).update(
             f"popup-kit · visits · {'all days' if self.all_days else 'today'} · {len(visits)}"
         )
+        self.query_one("#search-status", Static).update(self._code_problem())
+
+    def _code_problem(self) -> str:
+        """What is wrong with a whole code that was typed, and the visit it may have meant."""
+        from printouts.codes import CODE_LENGTH, CodeError, compact_code, extract_code
+
+        raw = self.query_one("#search", Input).value.strip()
+        typed = typed_symbols(raw)
+        if len(typed) != CODE_LENGTH:
+            return ""
+        try:
+            extract_code(raw)
+        except CodeError as exc:
+            if "check character" not in str(exc):
+                return f"Not a referral code: {exc}."
+        else:
+            return ""
+        backend = self.app.backend
+        assert backend is not None
+        near = [
+            v.code
+            for v in backend.service.list_visits()
+            if one_slip_away(typed, compact_code(v.code))
+        ]
+        line = "The check character does not match: a character is mistyped or two are swapped."
+        if len(near) == 1:
+            return f"{line} Did you mean {near[0]}?"
+        if near:
+            return f"{line} Close to: {', '.join(near[:3])}."
+        return line
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self.reload()
@@ -116,16 +194,25 @@ class VisitListScreen(Screen[None]):
                 self.app.push_screen(VisitDetailScreen(found.visit_id))
                 return
             if code is not None:
-                self.notify(f"No visit with code {code} in this kit.", severity="warning")
-        self.query_one(DataTable).focus()
+                self.query_one("#search-status", Static).update(
+                    f"No visit with code {code} in this kit."
+                )
+                return
+        table = self.query_one(DataTable)
+        if table.row_count == 1:  # the search narrowed it to one: open it
+            row = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+            if row is not None:
+                self.app.push_screen(VisitDetailScreen(row))
+                return
+        self.action_to_table()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         visit_id = event.row_key.value
         if visit_id is not None:
             self.app.push_screen(VisitDetailScreen(visit_id))
 
-    def action_search(self) -> None:
-        self.query_one("#search", Input).focus()
+    def action_to_table(self) -> None:
+        self.query_one(DataTable).focus()
 
     def action_toggle_all(self) -> None:
         self.all_days = not self.all_days
@@ -210,22 +297,33 @@ class VisitDetailScreen(PrintingScreen):
                     f"{' VOID' if v.status == 'void' else ''}{note}"
                 )
         self.query_one("#detail-text", Static).update("\n".join(lines))
-        self.query_one("#detail-title", Static).update(
-            f"popup-kit · visit {visit.code} · p: reprint · q: QR · c: correct · v: void"
-        )
+        keys = "VOID: no reprint" if visit.voided else "p: reprint · q: QR · c: correct · v: void"
+        self.query_one("#detail-title", Static).update(f"popup-kit · visit {visit.code} · {keys}")
 
     def action_close(self) -> None:
         self.app.pop_screen()
 
+    def _refuse_if_void(self, visit: VisitRecord, what: str) -> bool:
+        # a void visit's advice must not leave the booth again, on paper or on screen
+        if not visit.voided:
+            return False
+        self.notify(
+            f"Not {what}: visit {visit.code} is VOID ({visit.void_reason or 'no reason'}). "
+            "Take back any slip the person holds; start a new visit if they need advice.",
+            severity="error",
+            timeout=15,
+        )
+        return True
+
     def action_reprint(self) -> None:
         visit = self.record()
-        if visit is not None:
+        if visit is not None and not self._refuse_if_void(visit, "reprinted"):
             self.notify("Printing the slip…")
             self.print_visit(visit)
 
     def action_qr(self) -> None:
         visit = self.record()
-        if visit is not None:
+        if visit is not None and not self._refuse_if_void(visit, "shown"):
             show_qr(self.app, visit)
 
     def action_correct(self) -> None:

@@ -1,4 +1,4 @@
-"""The sync API kits talk to: health, enrolment, ingest, have."""
+"""The sync API kits talk to: health, enrolment, ingest, have, withdrawals."""
 
 from __future__ import annotations
 
@@ -65,3 +65,17 @@ def ingest(request: p.IngestRequest, store: Store, auth: AuthenticatedKit) -> p.
 @router.post("/have", response_model=p.HaveResponse, responses=_RESPONSES)
 def have(request: p.HaveRequest, store: Store, auth: AuthenticatedKit) -> p.HaveResponse:
     return p.HaveResponse(have=store.have(auth.kit(), request.record_ids))
+
+
+@router.get("/withdrawals", response_model=p.WithdrawalsResponse, responses=_RESPONSES)
+def withdrawals(store: Store, auth: AuthenticatedKit) -> p.WithdrawalsResponse:
+    """The withdrawals made on the slip's page for this kit's own codes (see the protocol)."""
+    kit = auth.kit()
+    found = store.withdrawals_for(kit)
+    event("withdrawals_listed", kit_id=kit.kit_id, withdrawals=len(found))
+    return p.WithdrawalsResponse(
+        withdrawals=[
+            p.CentreWithdrawal(referral_code=w.referral_code, withdrawn_at=w.withdrawn_at)
+            for w in found
+        ]
+    )

@@ -1,4 +1,8 @@
-"""The referral landing pages attendees reach from the QR code on their slip."""
+"""The referral landing pages attendees reach from the QR code on their slip.
+
+The slip's language comes with the URL (``?l=es``), so every page is in the attendee's
+language from the first scan; it is not signed, and picks nothing but the wording.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from sync.server import landing
-from sync.server.codes import CodeRules, check_code, signature_valid
-from sync.server.deps import Buckets, Rules, Settings, Store
+from sync.server.codes import CodeRules, check_code
+from sync.server.deps import Limits, Rules, Settings, Store
+from sync.server.limits import LandingLimits, network_key
+from sync.server.routers.withdraw import owner_of, withdrawn_page
 from sync.server.store import ServerStore
+from sync.server.withdraw_pages import offer
 
 router = APIRouter()
 
@@ -18,7 +25,7 @@ router = APIRouter()
     response_class=HTMLResponse,
     responses={
         404: {"description": "Not a valid code or signature (HTML page)"},
-        429: {"description": "Too many look-ups from this client (HTML page)"},
+        429: {"description": "Too many look-ups from this network or for this code (HTML page)"},
     },
 )
 def referral(
@@ -27,46 +34,63 @@ def referral(
     store: Store,
     rules: Rules,
     settings: Settings,
-    buckets: Buckets,
+    limits: Limits,
     s: str | None = Query(default=None, max_length=64),
+    l: str | None = Query(default=None, max_length=8),  # noqa: E741 (the URL's own name)
     lang: str | None = Query(default=None, max_length=8),
 ) -> HTMLResponse:
+    language = landing.page_language(l, lang)
     client = request.client.host if request.client else "unknown"
-    if not buckets.take(client):
-        page = landing.too_many()
-        return HTMLResponse(page.html, page.status, headers={"Retry-After": "60"})
-    page = _landing(store, rules, code, s, lang, settings.emergency_number)
+    if not limits.network.take(network_key(client)):
+        return _too_many(language, settings.emergency_number, limits.network.retry_after())
+    page = _landing(store, rules, limits, code, s, language, settings.emergency_number)
+    if page is None:
+        return _too_many(language, settings.emergency_number, limits.code.retry_after())
     return HTMLResponse(page.html, page.status)
+
+
+def _too_many(language: str, emergency_number: str, retry_after: int) -> HTMLResponse:
+    page = landing.too_many(language, emergency_number)
+    return HTMLResponse(page.html, page.status, headers={"Retry-After": str(retry_after)})
 
 
 def _landing(
     store: ServerStore,
     rules: CodeRules,
+    limits: LandingLimits,
     raw_code: str,
     sig: str | None,
-    lang: str | None,
+    language: str,
     emergency_number: str,
-) -> landing.Page:
+) -> landing.Page | None:
+    """The page for this code and signature; None when the code's attempts are spent."""
     code = check_code(rules, raw_code)
     # Without a valid signature, only the generic page: the code alone is printed large on
     # the slip and says nothing of its outcome, nor whether the server knows it.
     if code is None or sig is None:
-        return landing.not_found()
+        return landing.not_found(language, emergency_number)
     # The slip belongs to the kit whose key signed it; only that kit's records count.
-    holders = store.kits_with_code(code)
-    owners = [
-        k.kit_id
-        for k in store.kits()
-        if k.slip_key
-        and (k.revoked_reason is None or k.kit_id in holders)
-        and signature_valid(rules, code, sig, k.slip_key)
-    ]
-    if not owners:
-        return landing.not_found()
-    found = store.referral(code, owners[0])
+    owner = owner_of(store, rules, code, sig)
+    if owner is None:
+        # Wrong signatures for one code are limited (429 once spent); the right one always
+        # opens the page, so that someone who reads the code off a slip cannot lock its
+        # holder out. A 50-bit signature is not guessed within any allowance.
+        if not limits.code.take(code):
+            return None
+        return landing.not_found(language, emergency_number)
+    # After a withdrawal: only that, and the safety advice.
+    after = withdrawn_page(store, owner, code, language, emergency_number)
+    if after is not None:
+        return after
+    found = store.referral(code, owner)
     if found is not None:
-        language = found.language
-        if found.void or found.withdrawn or not found.shared or found.level is None:
-            return landing.not_shared(code, language)
-        return landing.next_steps(code, found.level, language, emergency_number)
-    return landing.pending(code, lang if lang in ("en", "es") else "en")
+        language = landing.page_language(found.language, language)
+        # The booth that made the slip says which number to call; version 1 bodies did not.
+        number = found.emergency_number or emergency_number
+        if found.void:
+            return landing.not_shared(code, language, number)
+        if not found.shared or found.level is None:
+            return offer(landing.not_shared(code, language, number), code, sig, language)
+        page = landing.next_steps(code, found.level, language, number, booth=found.booth)
+        return offer(page, code, sig, language)
+    return offer(landing.pending(code, language, emergency_number), code, sig, language)

@@ -1,0 +1,160 @@
+"""Withdrawal of consent from the slip's page: GET the one confirmation step, POST it.
+
+The slip's signature is the credential, as for the page itself: it names the kit whose
+slip key made it, and the withdrawal is that kit's, for that code, whether or not the
+visit has reached the centre (it is scrubbed on arrival). No cookie, no script.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
+
+from sync.server import landing
+from sync.server import withdraw_pages as pages
+from sync.server.codes import CodeRules, check_code, signature_valid
+from sync.server.deps import Limits, Rules, Settings, Store
+from sync.server.limits import LandingLimits, network_key
+from sync.server.store import ServerStore
+
+router = APIRouter()
+
+_RESPONSES: dict[int | str, dict[str, str]] = {
+    404: {"description": "Not a valid code or signature (HTML page)"},
+    429: {"description": "Too many look-ups from this client (HTML page)"},
+}
+_MAX_FORM = 512
+
+
+def owner_of(store: ServerStore, rules: CodeRules, code: str, sig: str) -> str | None:
+    """The kit whose slip key made ``sig`` for ``code`` (a revoked kit only for codes it
+    sent before its revocation), or None."""
+    holders = store.kits_with_code(code)
+    for kit in store.kits():
+        if (
+            kit.slip_key
+            and (kit.revoked_reason is None or kit.kit_id in holders)
+            and signature_valid(rules, code, sig, kit.slip_key)
+        ):
+            return kit.kit_id
+    return None
+
+
+def _html(page: landing.Page, retry_after: int = 60) -> HTMLResponse:
+    headers = {"Retry-After": str(retry_after)} if page.status == 429 else None
+    return HTMLResponse(page.html, page.status, headers=headers)
+
+
+def _limited(request: Request, limits: LandingLimits) -> bool:
+    client = request.client.host if request.client else "unknown"
+    return not limits.network.take(network_key(client))
+
+
+def _too_many(limits: LandingLimits, language: str, emergency_number: str) -> HTMLResponse:
+    page = landing.too_many(language, emergency_number)
+    return _html(page, limits.network.retry_after())
+
+
+def language_for(store: ServerStore, kit_id: str, code: str, asked: str | None) -> str:
+    """The slip's language: as withdrawn, else the visit's, else as the URL asks."""
+    done = store.attendee_withdrawal(kit_id, code)
+    if done is not None:
+        return pages.language_of(done.language)
+    found = store.referral(code, kit_id)
+    if found is not None and not found.withdrawn:
+        return pages.language_of(found.language)
+    return pages.language_of(asked)
+
+
+def withdrawn_page(
+    store: ServerStore, kit_id: str, code: str, asked: str | None, emergency_number: str
+) -> landing.Page | None:
+    """The page after a withdrawal (on the slip's page or at the booth), else None."""
+    done = store.attendee_withdrawal(kit_id, code)
+    if done is None:
+        found = store.referral(code, kit_id)
+        if found is None or not found.withdrawn:
+            return None
+    return pages.withdrawn(code, language_for(store, kit_id, code, asked), emergency_number)
+
+
+@router.get("/r/{code}/withdraw", response_class=HTMLResponse, responses=_RESPONSES)
+def confirm(
+    request: Request,
+    code: str,
+    store: Store,
+    rules: Rules,
+    settings: Settings,
+    limits: Limits,
+    s: str | None = Query(default=None, max_length=64),
+    l: str | None = Query(default=None, max_length=8),  # noqa: E741 (the URL's own name)
+    lang: str | None = Query(default=None, max_length=8),
+) -> HTMLResponse:
+    asked = landing.page_language(l, lang)
+    if _limited(request, limits):
+        return _too_many(limits, asked, settings.emergency_number)
+    canonical = check_code(rules, code)
+    owner = None if canonical is None or s is None else owner_of(store, rules, canonical, s)
+    if canonical is None or s is None or owner is None:
+        if canonical is not None and not limits.code.take(canonical):
+            return _too_many(limits, asked, settings.emergency_number)
+        return _html(landing.not_found(asked, settings.emergency_number))
+    lang = asked
+    after = withdrawn_page(store, owner, canonical, lang, settings.emergency_number)
+    if after is not None:
+        return _html(after)
+    language = language_for(store, owner, canonical, lang)
+    return _html(pages.confirm(canonical, s, language, settings.emergency_number))
+
+
+@router.post("/r/{code}/withdraw", response_class=HTMLResponse, responses=_RESPONSES)
+async def withdraw(
+    request: Request,
+    code: str,
+    store: Store,
+    rules: Rules,
+    settings: Settings,
+    limits: Limits,
+) -> HTMLResponse:
+    body = await request.body()
+    form = _form(body)
+    sig, lang = form.get("s"), landing.page_language(form.get("l"), form.get("lang"))
+    if _limited(request, limits):
+        return _too_many(limits, lang, settings.emergency_number)
+    if form.get("confirm") != "yes" or sig is None or len(sig) > 64:
+        return _html(landing.not_found(lang, settings.emergency_number))
+    page = await run_in_threadpool(
+        _withdraw, store, rules, code, sig, lang, settings.emergency_number
+    )
+    return _html(page)
+
+
+def _form(body: bytes) -> dict[str, str]:
+    """The urlencoded form's fields (the first of each); empty when it is not one."""
+    if len(body) > _MAX_FORM:
+        return {}
+    try:
+        fields = parse_qs(body.decode("ascii"), max_num_fields=8, strict_parsing=True)
+    except (UnicodeDecodeError, ValueError):
+        return {}
+    return {k: v[0] for k, v in fields.items() if v and v[0].isascii() and v[0].isprintable()}
+
+
+def _withdraw(
+    store: ServerStore,
+    rules: CodeRules,
+    raw_code: str,
+    sig: str,
+    lang: str | None,
+    emergency_number: str,
+) -> landing.Page:
+    code = check_code(rules, raw_code)
+    owner = None if code is None else owner_of(store, rules, code, sig)
+    if code is None or owner is None:
+        return landing.not_found(pages.language_of(lang), emergency_number)
+    language = language_for(store, owner, code, lang)
+    store.withdraw_by_attendee(owner, code, language)
+    return pages.withdrawn(code, language, emergency_number)
