@@ -47,7 +47,8 @@ def run_sync(
 
     creds = require_credentials(config)
     # Before the outbox drains: a withdrawn visit's contact then never leaves.
-    apply_centre_withdrawals(config, store, creds, sync_config, clock=clock)
+    if stop is None or not stop.is_set():
+        apply_centre_withdrawals(config, store, creds, sync_config, clock=clock)
     summary = sync_outbox(
         store.engine, creds, sync_config, progress=progress, stop=stop, clock=clock
     )
@@ -297,5 +298,7 @@ def report_pdf(config: KitConfig, report: Reconciliation, fmt: str | None = None
         only_here=report.only_here,
         only_here_codes=report.only_here_codes,
         last_error=report.last_error or "",
+        withdrawn_visits=report.withdrawn_visits,
+        withdrawn_on_slip_page=report.withdrawn_on_slip_page,
     )
     return render_reconciliation(data, fmt or config.slip_format)

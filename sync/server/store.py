@@ -45,8 +45,18 @@ from sync.server.keys import private_file, private_folder, public_bytes
 Clock = Callable[[], datetime]
 HOUR = timedelta(hours=1)
 
-# What stays of a visit's records once consent is withdrawn: ids, versions, times.
-_SKELETON_KEYS = ("visit_id", "version", "supersedes", "status", "at", "kind", "forms_version")
+# What stays of a visit's records once consent is withdrawn: ids, versions, times, and
+# the booth (its name and emergency number, which the slip's page still shows).
+_SKELETON_KEYS = (
+    "visit_id",
+    "version",
+    "supersedes",
+    "status",
+    "at",
+    "kind",
+    "forms_version",
+    "booth",
+)
 
 
 def utc_now() -> datetime:
@@ -721,6 +731,8 @@ class ServerStore:
                     self._acknowledge(conn, kit_id, code, now)
             found = self._attendee_withdrawal(conn, kit_id, code)
         assert found is not None
+        if visits:
+            self.checkpoint()  # the scrubbed bytes leave the WAL too
         event("attendee_withdrawal", kit_id=kit_id, arrived=len(visits))
         return found
 

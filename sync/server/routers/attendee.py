@@ -35,9 +35,11 @@ def referral(
     rules: Rules,
     settings: Settings,
     limits: Limits,
-    s: str | None = Query(default=None, max_length=64),
-    l: str | None = Query(default=None, max_length=8),  # noqa: E741 (the URL's own name)
-    lang: str | None = Query(default=None, max_length=8),
+    # Unbounded here so that an odd value gets the generic page, not a JSON refusal: the
+    # signature's length is checked with it, and the language is picked from a known list.
+    s: str | None = Query(default=None),
+    l: str | None = Query(default=None),  # noqa: E741 (the URL's own name)
+    lang: str | None = Query(default=None),
 ) -> HTMLResponse:
     language = landing.page_language(l, lang)
     client = request.client.host if request.client else "unknown"
@@ -87,9 +89,7 @@ def _landing(
         language = landing.page_language(found.language, language)
         # The booth that made the slip says which number to call; version 1 bodies did not.
         number = found.emergency_number or emergency_number
-        if found.void:
-            return landing.not_shared(code, language, number)
-        if not found.shared or found.level is None:
+        if found.void or not found.shared or found.level is None:
             return offer(landing.not_shared(code, language, number), code, sig, language)
         page = landing.next_steps(code, found.level, language, number, booth=found.booth)
         return offer(page, code, sig, language)
