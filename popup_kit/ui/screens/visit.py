@@ -128,6 +128,8 @@ class ConsentInfoScreen(Screen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "continue", "Continue to consent", priority=True),
+        Binding("space,pagedown", "page_down", "Next page", show=False),
+        Binding("pageup", "page_up", "Previous page", show=False),
         Binding("escape", "back", "Back"),
     ]
 
@@ -147,6 +149,12 @@ class ConsentInfoScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#script").focus()
+
+    def action_page_down(self) -> None:
+        self.query_one("#script", VerticalScroll).scroll_page_down(animate=False)
+
+    def action_page_up(self) -> None:
+        self.query_one("#script", VerticalScroll).scroll_page_up(animate=False)
 
     def action_continue(self) -> None:
         session = self.app.visit
