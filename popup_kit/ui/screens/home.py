@@ -107,6 +107,7 @@ class HomeScreen(Screen[None]):
         Binding("r", "resume", "Resume draft"),
         Binding("s", "app.sync_now", "Sync now"),
         Binding("q", "app.quit", "Quit"),
+        *(Binding(str(i), f"app.new_visit_in({i})", show=False) for i in range(1, 10)),
     ]
 
     def compose(self) -> ComposeResult:
@@ -120,7 +121,15 @@ class HomeScreen(Screen[None]):
             yield Static("", id="drafts", classes="warning")
             if cfg.server_is_placeholder:
                 yield Static(Text(PLACEHOLDER_WARNING), id="placeholder", classes="warning")
-            yield Static("[b]\\[n][/b] new visit   [b]\\[l][/b] visit list", classes="hint")
+            names = self.app.backend.forms.languages if self.app.backend is not None else {}
+            languages = "   ".join(
+                f"[b]\\[{i}][/b] {names.get(code, code)}"
+                for i, code in enumerate(list(cfg.languages)[:9], 1)
+            )
+            yield Static(
+                f"[b]\\[n][/b] new visit   {languages}   [b]\\[l][/b] visit list",
+                classes="hint",
+            )
         yield Footer()
 
     def on_mount(self) -> None:

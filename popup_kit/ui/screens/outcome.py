@@ -90,6 +90,7 @@ class OutcomeScreen(Screen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "continue", "Continue", priority=True),
+        Binding("p", "save_and_print", "Save and print"),
         Binding("escape", "back", "Back"),
     ]
 
@@ -146,10 +147,28 @@ class OutcomeScreen(Screen[None]):
                 Text.assemble(Text(heading, style="bold"), "\n", bullet(signs)), id="outcome-ces"
             )
         yield Static(screen_text("continue", lang), classes="hint")
+        if self._saves_at_once():
+            yield Static(
+                "Volunteer: p saves and prints now · Enter: review the answers first",
+                classes="hint volunteer",
+            )
         yield Footer()
+
+    def _saves_at_once(self) -> bool:
+        """A first visit with nothing more to ask (no contact to take) can be saved here."""
+        session = self.app.visit
+        return (
+            self.purpose == "visit" and session is not None and not session.flow.consent().get("c3")
+        )
 
     def action_continue(self) -> None:
         self.post_message(self.Continued(self.purpose))
+
+    def action_save_and_print(self) -> None:
+        if not self._saves_at_once():
+            self.action_continue()
+            return
+        save_visit_and_show(self)
 
     def action_back(self) -> None:
         if self.purpose != "visit":  # a saved correction is not undone by Esc
@@ -327,22 +346,29 @@ class ReviewScreen(Screen[None]):
         self.app.switch_screen(VisitScreen())
 
     def action_save(self) -> None:
-        session = self.app.visit
-        backend = self.app.backend
-        assert session is not None and backend is not None
-        try:
-            summary = backend.save_visit(session, self.app.volunteer)
-        except Exception as exc:  # nothing is lost: the visit stays open and in its draft
-            logs.failure("saving a visit failed")
-            self.notify(
-                f"The visit was NOT saved: {exc}. Press s to try again.",
-                title="Save failed",
-                severity="error",
-                timeout=20,
-            )
-            return
-        self.app.visit = None
-        self.app.switch_screen(SavedScreen(summary))
+        save_visit_and_show(self)
+
+
+def save_visit_and_show(screen: Screen[None]) -> None:
+    """Save the visit in progress and show it saved (its slip printing); on failure the
+    visit stays open, in its draft, and the volunteer is told."""
+    app: BoothApp = screen.app  # type: ignore[assignment]
+    session = app.visit
+    backend = app.backend
+    assert session is not None and backend is not None
+    try:
+        summary = backend.save_visit(session, app.volunteer)
+    except Exception as exc:  # nothing is lost: the visit stays open and in its draft
+        logs.failure("saving a visit failed")
+        screen.notify(
+            f"The visit was NOT saved: {exc}. Press the key again to retry.",
+            title="Save failed",
+            severity="error",
+            timeout=20,
+        )
+        return
+    app.visit = None
+    app.switch_screen(SavedScreen(summary))
 
 
 class SavedScreen(PrintingScreen):

@@ -128,6 +128,8 @@ class ConsentInfoScreen(Screen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "continue", "Continue to consent", priority=True),
+        Binding("space,pagedown", "page_down", "Next page", show=False),
+        Binding("pageup", "page_up", "Previous page", show=False),
         Binding("escape", "back", "Back"),
     ]
 
@@ -147,6 +149,12 @@ class ConsentInfoScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#script").focus()
+
+    def action_page_down(self) -> None:
+        self.query_one("#script", VerticalScroll).scroll_page_down(animate=False)
+
+    def action_page_up(self) -> None:
+        self.query_one("#script", VerticalScroll).scroll_page_up(animate=False)
 
     def action_continue(self) -> None:
         session = self.app.visit
@@ -194,6 +202,7 @@ class VisitScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self._pending: Timer | None = None
+        self._typed = ""  # the number box as last seen, to tell typing from deleting
         self.advance()
 
     # --- routing ---------------------------------------------------------------------
@@ -284,6 +293,7 @@ class VisitScreen(Screen[None]):
             box.restrict = r"[0-9]*[.,]?[0-9]*" if question.kind == "number" else r"[0-9]*"
             with box.prevent(Input.Changed):
                 box.value = "" if shown is None else display_value(None, shown, lang)
+            self._typed = box.value
             hint = screen_text("enter" if question.kind == "number" else "number_hint", lang)
             self.query_one("#number-hint", Static).update(f"{allowed(question, lang)} · {hint}")
             box.focus()
@@ -320,8 +330,12 @@ class VisitScreen(Screen[None]):
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self._cancel_pending()
+        grew = len(event.value) > len(self._typed)
+        self._typed = event.value
         question = self.question
-        if question is None or not number_complete(question, event.value):
+        # only a digit typed moves on by itself: deleting back to a valid number (200
+        # corrected to 20 on the way to 58) waits for the volunteer's Enter
+        if question is None or not grew or not number_complete(question, event.value):
             return
         event.stop()
         from forms import AnswerError
