@@ -193,9 +193,10 @@ class Accounts:
                 own.execute(statement, params)
         return Session(sid, csrf, user)
 
-    def session(self, sid: str | None) -> Session | None:
-        """The live session with this id, its idle time restarted; None when it is unknown,
-        idle for too long, or its account is disabled."""
+    def session(self, sid: str | None, *, touch: bool = True) -> Session | None:
+        """The live session with this id, its idle time restarted (unless ``touch`` is
+        False: a page's own background refresh is not someone at the screen); None when it
+        is unknown, idle for too long, or its account is disabled."""
         if not sid or len(sid) > 100:
             return None
         now = self._now()
@@ -217,10 +218,11 @@ class Accounts:
                     text("DELETE FROM staff_session WHERE id_hash = :h"), {"h": _digest(sid)}
                 )
                 return None
-            conn.execute(
-                text("UPDATE staff_session SET last_seen_at = :t WHERE id_hash = :h"),
-                {"t": iso(now), "h": _digest(sid)},
-            )
+            if touch:
+                conn.execute(
+                    text("UPDATE staff_session SET last_seen_at = :t WHERE id_hash = :h"),
+                    {"t": iso(now), "h": _digest(sid)},
+                )
         user = None if user_name is None else User(user_name, role, created, False)
         return Session(sid, csrf, user)
 

@@ -306,7 +306,9 @@ class _Bodies:
         self.parsed: dict[str, Any] = {}
 
     def get(self, store: ServerStore, ids: list[str], *, full: bool) -> dict[str, Any]:
-        missing = [i for i in ids if i not in self.parsed]
+        # Requests run in threads: work on one dict throughout, whatever another replaces.
+        parsed = self.parsed
+        missing = [i for i in ids if i not in parsed]
         with store.engine.connect() as conn:
             for start in range(0, len(missing), 500):
                 chunk = missing[start : start + 500]
@@ -315,8 +317,8 @@ class _Bodies:
                     text(f"SELECT record_id, body FROM record WHERE record_id IN ({marks})"),
                     {f"r{n}": rid for n, rid in enumerate(chunk)},
                 ):
-                    self.parsed[rid] = self.digest(json.loads(body))
-        found = {i: self.parsed[i] for i in ids if i in self.parsed}
+                    parsed[rid] = self.digest(json.loads(body))
+        found = {i: parsed[i] for i in ids if i in parsed}
         if full:
             self.parsed = dict(found)
         return found

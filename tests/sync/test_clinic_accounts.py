@@ -257,3 +257,16 @@ def test_sessions_past_their_idle_time_are_removed(clinic: Clinic) -> None:
     clinic.clock.advance(minutes=31)
     browser().get(clinic.url + "/signin", timeout=10)
     assert [user for _, user in _sessions(clinic)] == [None]
+
+
+def test_the_worklists_own_refresh_does_not_keep_a_session_alive(db_url: str) -> None:
+    with run_clinic(db_url, session_idle_minutes=30) as clinic:
+        clinic.accounts.add_user("dana", "clinician", PASSWORD)
+        web = sign_in(clinic, "dana")
+        for _ in range(59):  # the page polls every 30 s while nobody is at the screen
+            clinic.clock.advance(seconds=30)
+            assert web.get(clinic.url + "/worklist.json", timeout=10).status_code == 200
+        clinic.clock.advance(seconds=31)
+        assert web.get(clinic.url + "/worklist.json", timeout=10).status_code == 401
+        answer = web.get(clinic.url + "/", allow_redirects=False, timeout=10)
+        assert answer.status_code == 303 and answer.headers["location"] == "/clinic/signin"

@@ -88,12 +88,14 @@ class NeedsSignIn(Exception):
         self.json = json
 
 
-def _session(request: Request, accounts: Accounts) -> Session | None:
-    return accounts.session(request.cookies.get(COOKIE))
+def _session(request: Request, accounts: Accounts, *, touch: bool = True) -> Session | None:
+    return accounts.session(request.cookies.get(COOKIE), touch=touch)
 
 
 def _signed_in(request: Request, accounts: Accounts, *, json: bool = False) -> Session:
-    session = _session(request, accounts)
+    # The worklist's JSON is its 30-second refresh: it must not keep an unattended
+    # screen signed in.
+    session = _session(request, accounts, touch=not json)
     if session is None or session.user is None:
         raise NeedsSignIn(json)
     return session
