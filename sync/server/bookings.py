@@ -336,6 +336,19 @@ class Bookings:
         return None
 
 
+# The worklist's tiers: a request is placed by its visit's level once that arrives.
+TIERS = {"emergency": 0, "urgent": 1, "routine": 2, "self_care": 3}
+
+
+def by_priority(
+    requests: list[tuple[str, str, Callback]], level_of: Callable[[str, str], str | None]
+) -> list[tuple[str | None, str, str, Callback]]:
+    """Call-back requests as (level, kit, code, request) in calling order: by the level of
+    their visit (not arrived yet: last), then by deadline, then by age."""
+    placed = [(level_of(kit, code), kit, code, cb) for kit, code, cb in requests]
+    return sorted(placed, key=lambda r: (TIERS.get(r[0] or "", 9), r[3].deadline, r[3].created_at))
+
+
 def forget(conn: Connection, kit_id: str, code: str, now: str) -> None:
     """A withdrawal: cancel the slip's holds, booking and call-back request, and erase the
     phone numbers given for them. Runs in the withdrawal's own transaction."""

@@ -725,6 +725,8 @@ class ServerStore:
                     self._acknowledge(conn, kit_id, code, now)
             found = self._attendee_withdrawal(conn, kit_id, code)
         assert found is not None
+        # Erased phone numbers (bookings, call-backs) and scrubbed rows leave the WAL too.
+        self.checkpoint()
         event("attendee_withdrawal", kit_id=kit_id, arrived=len(visits))
         return found
 
