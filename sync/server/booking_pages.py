@@ -8,7 +8,7 @@ keeps the cauda equina warning and the emergency number.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from html import escape
 from zoneinfo import ZoneInfo
 
@@ -43,6 +43,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "cancelled": "Your call is cancelled.",
         "held": "This time is held for you until {until}",
         "held_note": "Confirm it to book it; after that it is offered to others.",
+        "still_booked": "Until you confirm, your call stays booked for {time}.",
         "confirm": "Book this call",
         "callback_title": "Ask for a call-back",
         "callback_urgent": "A clinician will call you within 24 hours, by {time}.",
@@ -74,9 +75,6 @@ TEXTS: dict[str, dict[str, str]] = {
         "not_offered": "This is not offered for your referral.",
         "arranged": "What was arranged",
         "back": "Back to your referral",
-        "morning": "morning (9:00-12:00)",
-        "afternoon": "afternoon (12:00-17:00)",
-        "evening": "evening (17:00-20:00)",
         "days": "Monday Tuesday Wednesday Thursday Friday Saturday Sunday",
         "months": (
             "January February March April May June July August September October November December"
@@ -107,6 +105,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "cancelled": "Su llamada está cancelada.",
         "held": "Esta hora está guardada para usted hasta las {until}",
         "held_note": "Confírmela para reservarla; después se ofrece a otras personas.",
+        "still_booked": "Hasta que confirme, su llamada sigue reservada para el {time}.",
         "confirm": "Reservar esta llamada",
         "callback_title": "Pida que le llamen",
         "callback_urgent": "Un profesional le llamará dentro de 24 horas, antes del {time}.",
@@ -138,9 +137,6 @@ TEXTS: dict[str, dict[str, str]] = {
         "not_offered": "Esto no se ofrece para su derivación.",
         "arranged": "Lo que se acordó",
         "back": "Volver a su derivación",
-        "morning": "mañana (9:00-12:00)",
-        "afternoon": "tarde (12:00-17:00)",
-        "evening": "noche (17:00-20:00)",
         "days": "lunes martes miércoles jueves viernes sábado domingo",
         "months": (
             "enero febrero marzo abril mayo junio julio agosto septiembre octubre "
@@ -271,9 +267,16 @@ def _windows(view: CallView) -> list[tuple[str, str]]:
             window_end = datetime(day.year, day.month, day.day, end, tzinfo=view.zone)
             if window_end <= view.now:
                 continue
-            label = when(window_end, view.zone, lang).rsplit(",", 1)[0]
-            out.append((f"{day.isoformat()}|{period}", f"{label}, {_t(lang, period)}"))
+            out.append((f"{day.isoformat()}|{period}", _window_label(day, period, lang)))
     return out
+
+
+def _window_label(day: date, period: str, language: str) -> str:
+    """Short enough for a phone's select: 'Wed 2 Dec, 17:00-20:00'."""
+    weekday = _t(language, "days").split()[day.weekday()][:3]
+    month = _t(language, "months").split()[day.month - 1][:3]
+    start, end = PERIODS[period]
+    return f"{weekday} {day.day} {month}, {start}:00-{end}:00"
 
 
 def window_of(value: str, zone: ZoneInfo, now: datetime) -> tuple[datetime, datetime] | None:
@@ -359,6 +362,13 @@ def tel_link(language: str, number: str) -> str:
     )
 
 
+def _still_booked(view: CallView) -> str:
+    if view.booked is None:
+        return ""
+    time = when(view.booked.slot.starts_at, view.zone, view.language)
+    return f"<p>{escape(_t(view.language, 'still_booked', time=time))}</p>"
+
+
 def call(view: CallView) -> Page:
     lang = view.language
     if view.held is not None:
@@ -367,7 +377,7 @@ def call(view: CallView) -> Page:
         content = (
             f'<div class="box"><p class="lead">{escape(when(slot.starts_at, view.zone, lang))}</p>'
             f"<p>{escape(_t(lang, 'held', until=clock_time(until, view.zone)))}. "
-            f"{escape(_t(lang, 'held_note'))}</p></div>"
+            f"{escape(_t(lang, 'held_note'))}</p>{_still_booked(view)}</div>"
             + _form(view, "confirm", _phone_field(view) + _button(_t(lang, "confirm")))
             + _slot_list(view, _t(lang, "change"))
         )
