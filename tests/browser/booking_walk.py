@@ -1,6 +1,7 @@
-"""Drives Debian's Chromium at 390x844 through the call page of one slip: book, change,
-cancel, with a screenshot of every page. Run with a Python that has Playwright:
-``python booking_walk.py URL SHOTS_DIR``; prints what it saw as JSON (the test checks it)."""
+"""Drives Debian's Chromium at 390x844 through the call page of a routine slip (book,
+change, cancel) and an emergency slip's pages, with a screenshot of every page. Run with a
+Python that has Playwright: ``python booking_walk.py ROUTINE_URL EMERGENCY_URL SHOTS_DIR``;
+prints what it saw as JSON (the test checks it)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 
-def main(url: str, shots: Path) -> None:
+def main(url: str, emergency: str, shots: Path) -> None:
     shots.mkdir(parents=True, exist_ok=True)
     seen: dict[str, str] = {}
     with sync_playwright() as pw:
@@ -40,9 +41,17 @@ def main(url: str, shots: Path) -> None:
         shot("07-cancelled")
         page.click("a[href^='../']")
         shot("08-landing-after")
+        # An emergency slip: the instruction and the number to call, nothing to book.
+        page.goto(emergency)
+        shot("09-emergency-landing")
+        seen["tel"] = page.get_attribute("a.call", "href") or ""
+        base, query = emergency.split("?", 1)
+        page.goto(f"{base}/call?{query}")
+        shot("10-emergency-call")
+        seen["forms"] = str(page.locator("form").count())
         browser.close()
     sys.stdout.write(json.dumps(seen))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], Path(sys.argv[2]))
+    main(sys.argv[1], sys.argv[2], Path(sys.argv[3]))

@@ -49,10 +49,14 @@ def test_phone_books_changes_and_cancels_from_a_real_slip(
             answers = {**BENIGN, "startback": startback(4, 4)}
             visit = service.record_visit(replace(routine, answers=answers))
             assert visit.triage == "routine"
+            answers = {**BENIGN, "ces_bowel_change": "new_or_worsening"}
+            urgent = service.record_visit(replace(routine, answers=answers))
+            assert urgent.triage == "emergency"
             assert run_sync(config, service.store).all_confirmed
         finally:
             service.close()
         url = visit_url(config, visit.code)
+        emergency_url = visit_url(config, urgent.code)
         calls = Bookings(server.store.engine, clock=server.store.clock)
         soon = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=3)
         first = calls.add_slots(soon, 15, 1, weeks=1, zone=ZoneInfo("Europe/London"))[0]
@@ -60,7 +64,13 @@ def test_phone_books_changes_and_cancels_from_a_real_slip(
             soon + timedelta(hours=1), 15, 1, weeks=1, zone=ZoneInfo("Europe/London")
         )[0]
         walked = subprocess.run(
-            [PLAYWRIGHT, str(Path(__file__).with_name("booking_walk.py")), url, str(shots)],
+            [
+                PLAYWRIGHT,
+                str(Path(__file__).with_name("booking_walk.py")),
+                url,
+                emergency_url,
+                str(shots),
+            ],
             capture_output=True,
             text=True,
             timeout=120,
@@ -83,6 +93,8 @@ def test_phone_books_changes_and_cancels_from_a_real_slip(
     assert "Your call is booked" in seen["06-changed"]
     assert "Your call is booked" not in seen["07-cancelled"]
     assert [tuple(r) for r in booked] == [(first.slot_id, 0), (second.slot_id, 0)]
-    for name in ("01-landing", "04-booked", "07-cancelled"):
+    assert seen["tel"].startswith("tel:") and seen["forms"] == "0"
+    assert "Do not wait for a call" in seen["10-emergency-call"]
+    for name in ("01-landing", "04-booked", "07-cancelled", "10-emergency-call"):
         assert "112" in seen[name] or "999" in seen[name]
         assert (shots / f"{name}.png").stat().st_size > 10_000

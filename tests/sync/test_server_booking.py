@@ -31,6 +31,7 @@ from tests.sync.live_server import (
     ingest,
     run_server,
     visit_record,
+    withdrawal_record,
 )
 
 CODES = PlainCodes()
@@ -520,3 +521,28 @@ def test_pages_in_the_slips_language(centre: LiveServer) -> None:
     assert "Las horas son de Europe/London." in shown
     landing = requests.get(_url(centre, code, ""), params={"s": _sig(kit, code)})
     assert ES["link"] in _text(landing)
+
+
+def test_the_kits_withdrawal_record_cancels_and_erases_too(centre: LiveServer) -> None:
+    kit = enroll_kit(centre)
+    code = CODES.new_code()
+    visit = visit_record(kit.kit_id, code=code, triage="routine", contact=None)
+    visit_id = visit["body"]["visit_id"]
+    ingest(centre, kit, [consent_record(kit.kit_id, visit_id), visit])
+    slot = _slot(centre, START + timedelta(days=1))
+    _book(centre, kit, code, slot, phone="+44 20 7946 0456")
+    sig = _sig(kit, code)
+    asked = _post(centre, code, sig, "callback", window="2026-11-24|morning", phone="020 7946 0457")
+    assert asked.status_code == 303
+    assert _rows(centre, "SELECT phone FROM callback_request") == [("020 7946 0457",)]
+    answer = ingest(centre, kit, [withdrawal_record(kit.kit_id, visit_id)])
+    assert answer.json()["results"][0]["status"] == "accepted"
+    assert _rows(centre, "SELECT phone, status FROM call_booking") == [(None, "cancelled")]
+    assert _rows(centre, "SELECT phone, cancelled_at IS NOT NULL FROM callback_request") == [
+        (None, True)
+    ]
+    assert _booked(centre, slot) == 0
+    if centre.db_url.startswith("sqlite"):
+        folder = Path(centre.db_url.removeprefix("sqlite:///")).parent
+        stored = b"".join(p.read_bytes() for p in folder.glob("server.sqlite3*"))
+        assert b"7946 0456" not in stored and b"7946 0457" not in stored
