@@ -14,7 +14,10 @@ from typing import TYPE_CHECKING
 from popup_kit.cli import CommandError, add_command, config_from
 
 if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
     from sync.server.accounts import Accounts
+    from sync.server.bookings import Slot
     from sync.server.settings import ServerSettings
     from sync.server.store import ServerStore
 
@@ -116,6 +119,30 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     audit.add_argument("--json", action="store_true", help="print JSON (all entries)")
     audit.add_argument("--limit", type=int, default=200, help="newest entries shown (default 200)")
+
+    slots = commands.add_parser(
+        "slots", help="Publish and list call slots.", description="Publish and list call slots."
+    )
+    slots.set_defaults(handler=lambda _args: _help(slots))
+    slot_commands = slots.add_subparsers(dest="slots_command", metavar="SUBCOMMAND")
+    slot_add = _server_command(
+        slot_commands, "add", "Publish a call slot (or a weekly series).", _slots_add
+    )
+    slot_add.add_argument(
+        "--start", required=True, help="ISO 8601 with offset or Z, e.g. 2026-11-24T09:00Z"
+    )
+    slot_add.add_argument("--minutes", required=True, type=int, help="length of one call")
+    slot_add.add_argument("--capacity", required=True, type=int, help="calls at that time")
+    slot_add.add_argument(
+        "--weekly",
+        type=int,
+        default=1,
+        metavar="N",
+        help="repeat at the same local time (clinic_timezone) for N weeks in all",
+    )
+    slot_add.add_argument("--json", action="store_true", help="print JSON")
+    listing = _server_command(slot_commands, "list", "List call slots from now on.", _slots_list)
+    listing.add_argument("--json", action="store_true", help="print JSON")
 
     kit_enroll = add_command(
         sub, "enroll", "Enrol this kit with a triage server using a one-time token.", _kit_enroll
@@ -306,6 +333,71 @@ def _records(args: argparse.Namespace) -> int:
         table.add_row(r.record_id, r.kit_id, kind, r.content_hash[:16] + "…", r.received_at)
     Console().print(table)
     return 0
+
+
+def _slots_add(args: argparse.Namespace) -> int:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from sync.server.bookings import Bookings
+
+    try:
+        start = datetime.fromisoformat(args.start)
+    except ValueError as exc:
+        raise CommandError(f"--start {args.start!r} is not an ISO 8601 time", 2) from exc
+    if start.tzinfo is None:
+        raise CommandError("--start needs its offset or Z (times are stored in UTC)", 2)
+    if args.minutes <= 0 or args.capacity <= 0 or not 1 <= args.weekly <= 104:
+        raise CommandError("--minutes and --capacity must be positive, --weekly 1 to 104", 2)
+    zone = ZoneInfo(_settings(args).clinic_timezone)
+    store = _open(args)
+    try:
+        made = Bookings(store.engine, clock=store.clock).add_slots(
+            start, args.minutes, args.capacity, weeks=args.weekly, zone=zone
+        )
+    finally:
+        store.close()
+    _print_slots(made, zone, args.json)
+    return 0
+
+
+def _slots_list(args: argparse.Namespace) -> int:
+    from zoneinfo import ZoneInfo
+
+    from sync.server.bookings import Bookings
+
+    zone = ZoneInfo(_settings(args).clinic_timezone)
+    store = _open(args)
+    try:
+        found = Bookings(store.engine, clock=store.clock).slots(since=store.clock())
+    finally:
+        store.close()
+    _print_slots(found, zone, args.json)
+    return 0
+
+
+def _print_slots(slots: list[Slot], zone: ZoneInfo, as_json: bool) -> None:
+    rows = [
+        {
+            "id": s.slot_id,
+            "series": s.series,
+            "start_utc": s.starts_at.isoformat(),
+            "start_local": s.starts_at.astimezone(zone).isoformat(),
+            "zone": zone.key,
+            "minutes": s.minutes,
+            "capacity": s.capacity,
+            "booked": s.booked,
+        }
+        for s in slots
+    ]
+    if as_json:
+        print(json.dumps(rows))
+        return
+    for r in rows:
+        print(
+            f"{r['id']}  {r['start_local']} ({r['zone']})  {r['minutes']} min  "
+            f"{r['booked']}/{r['capacity']} booked  series {r['series']}"
+        )
 
 
 def _day(value: str | None, option: str) -> date | None:

@@ -18,6 +18,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from sync import protocol as p
 from sync.server import errors, keys
+from sync.server.bookings import Bookings
 from sync.server.codes import CodeRules, default_rules
 from sync.server.deps import kit_auth
 from sync.server.events import AccessLog
@@ -31,7 +32,7 @@ from sync.server.limits import (
     LandingLimits,
     TokenBuckets,
 )
-from sync.server.routers import api, attendee, clinic, docs, withdraw
+from sync.server.routers import api, attendee, booking, clinic, docs, withdraw
 from sync.server.settings import ServerSettings, key_path, load_settings
 from sync.server.store import Clock, ServerStore
 
@@ -73,6 +74,9 @@ def build_app(
     app.state.store = store
     app.state.code_rules = code_rules or default_rules()
     app.state.landing_limits = landing_limits(settings, store, rate_clock)
+    app.state.bookings = Bookings(
+        store.engine, clock=store.clock, hold_minutes=settings.booking_hold_minutes
+    )
 
     @app.middleware("http")
     async def protocol_header(
@@ -87,6 +91,7 @@ def build_app(
         api.router,
         attendee.router,
         withdraw.router,
+        booking.router,
         *([docs.router] if settings.docs else []),
     ]
     for router in routers:
@@ -160,6 +165,8 @@ def create_app(
     public_url: str = "",
     docs: bool = True,
     key_file: str = "",
+    clinic_timezone: str = "Europe/London",
+    booking_hold_minutes: float = 10.0,
 ) -> FastAPI:
     """The server on the database at ``db_url`` (SQLite file URL or PostgreSQL URL).
 
@@ -177,5 +184,7 @@ def create_app(
         landing_rate_period=landing_rate[1],
         code_attempts_count=code_attempts[0],
         code_attempts_period=code_attempts[1],
+        clinic_timezone=clinic_timezone,
+        booking_hold_minutes=booking_hold_minutes,
     )
     return build_app(settings, clock=clock, rate_clock=rate_clock, code_rules=code_rules)

@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
+from sync.server.bookings import Bookings
 from sync.server.codes import CodeRules
 from sync.server.limits import LandingLimits
 from sync.server.settings import ServerSettings
@@ -35,10 +36,16 @@ def get_limits(request: Request) -> LandingLimits:
     return limits
 
 
+def get_bookings(request: Request) -> Bookings:
+    bookings: Bookings = request.app.state.bookings
+    return bookings
+
+
 Settings = Annotated[ServerSettings, Depends(get_settings)]
 Store = Annotated[ServerStore, Depends(get_store)]
 Rules = Annotated[CodeRules, Depends(get_rules)]
 Limits = Annotated[LandingLimits, Depends(get_limits)]
+Calls = Annotated[Bookings, Depends(get_bookings)]
 
 
 class KitAuth:

@@ -54,6 +54,13 @@ li{margin:.25em 0}
 button{font:inherit;font-weight:600;width:100%;min-height:3em;padding:.6em 1em;
 border:2px solid #0b5fff;border-radius:.4em;background:#0b5fff;color:#fff}
 a{color:#0b4fcf}
+a.call{display:block;text-align:center;font-weight:600;padding:.7em 1em;margin:1em 0;
+border:2px solid #0b5fff;border-radius:.4em;text-decoration:none}
+a.call[href^="tel:"]{background:#c00000;border-color:#c00000;color:#fff;font-size:1.2em}
+button.slot{background:#fff;color:#0b4fcf}
+form p{margin:.5em 0}
+input,select{font:inherit;width:100%;min-height:2.6em;padding:.3em .5em}
+h2{font-size:1.15em;margin:1.2em 0 .4em}
 """
 
 

@@ -13,6 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -83,6 +84,24 @@ class ServerSettings(BaseModel):
     signin_lockout_minutes: float = Field(
         default=15.0, gt=0, description="the window the failures are counted in, and the wait"
     )
+    clinic_timezone: str = Field(
+        default="Europe/London", description="IANA zone every call time is shown in"
+    )
+    booking_hold_minutes: float = Field(
+        default=10.0, gt=0, le=60, description="how long a chosen slot is held unconfirmed"
+    )
+    booking_days: int = Field(
+        default=14, ge=1, le=90, description="how far ahead a routine referral sees slots"
+    )
+
+    @field_validator("clinic_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/London)") from exc
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -38,6 +38,7 @@ from sync.protocol import (
     sign_receipt_ed25519,
     upgrade_body,
 )
+from sync.server import bookings
 from sync.server.db import make_engine, migrate, sqlite_path
 from sync.server.events import event
 from sync.server.keys import private_file, private_folder, public_bytes
@@ -155,6 +156,8 @@ class Referral:
     # The booth that made the slip, as its visit body says (None for version 1 bodies).
     emergency_number: str | None = None
     booth: str | None = None
+    # Whether the booth recorded a way to call back (consent C3 and contact given).
+    has_contact: bool = False
 
 
 # The withdrawal table's record_id when the attendee withdrew on the slip's page.
@@ -713,6 +716,7 @@ class ServerStore:
                 ),
                 {"k": kit_id, "c": code, "l": language, "t": now},
             )
+            bookings.forget(conn, kit_id, code, now)
             visits = list(
                 conn.scalars(
                     text(
@@ -731,8 +735,8 @@ class ServerStore:
                     self._acknowledge(conn, kit_id, code, now)
             found = self._attendee_withdrawal(conn, kit_id, code)
         assert found is not None
-        if visits:
-            self.checkpoint()  # the scrubbed bytes leave the WAL too
+        # Erased phone numbers (bookings, call-backs) and scrubbed rows leave the WAL too.
+        self.checkpoint()
         event("attendee_withdrawal", kit_id=kit_id, arrived=len(visits))
         return found
 
@@ -820,6 +824,15 @@ class ServerStore:
         self, conn: Connection, kit_id: str, visit_id: str, record_id: str, now: str
     ) -> None:
         """Keep only the skeleton of every record of ``visit_id``; note the withdrawal."""
+        # The slip's bookings and call-back requests go with it (their phone numbers too).
+        for code in conn.scalars(
+            text(
+                "SELECT DISTINCT referral_code FROM record WHERE kit_id = :k AND visit_id = :v "
+                "AND record_type = 'visit' AND referral_code IS NOT NULL"
+            ),
+            {"k": kit_id, "v": visit_id},
+        ).all():
+            bookings.forget(conn, kit_id, str(code), now)
         conn.execute(
             text(
                 "INSERT INTO withdrawal (visit_id, kit_id, record_id, withdrawn_at) "
@@ -1023,6 +1036,7 @@ class ServerStore:
             void=body.get("status") == "void",
             emergency_number=number if isinstance(number, str) and number else None,
             booth=name if isinstance(name, str) and name else None,
+            has_contact=isinstance(body.get("contact"), dict) and bool(body["contact"]),
         )
 
 

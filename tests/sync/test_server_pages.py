@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from forms.texts import ces_warning, outcome_text
-from sync.server import landing, withdraw_pages
+from sync.server import booking_pages, landing, withdraw_pages
 from sync.server.withdraw_pages import offer
 from tests.sync.live_server import (
     LiveServer,
@@ -92,7 +92,11 @@ def test_a_spanish_slip_is_spanish_before_it_syncs(server: LiveServer) -> None:
     sig = CODES.sign(CODE, kit.slip_key)
     pending = _get(server, CODE, s=sig, l="es")
     assert pending.status_code == 200
-    assert offer(landing.pending(CODE, "es", "112"), CODE, sig, "es").html == pending.text
+    # The pending page with the way to withdraw and the way to ask for a call-back.
+    expected = booking_pages.hook(
+        offer(landing.pending(CODE, "es", "112"), CODE, sig, "es"), CODE, sig, "es", None, "112"
+    )
+    assert expected.html == pending.text
     # Wrong signature, no signature, not a code: the generic page, in Spanish.
     for code, params in ((CODE, {"s": "0" * 10, "l": "es"}), (CODE, {"l": "es"})):
         page = _get(server, code, **params)

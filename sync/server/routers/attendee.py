@@ -6,14 +6,19 @@ language from the first scan; it is not signed, and picks nothing but the wordin
 
 from __future__ import annotations
 
+import re
+from zoneinfo import ZoneInfo
+
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
-from sync.server import landing
+from sync.server import booking_pages, landing
+from sync.server.bookings import Bookings
 from sync.server.codes import CodeRules, check_code
-from sync.server.deps import Limits, Rules, Settings, Store
+from sync.server.deps import Calls, Limits, Rules, Settings, Store
 from sync.server.limits import LandingLimits, network_key
 from sync.server.routers.withdraw import owner_of, withdrawn_page
+from sync.server.settings import ServerSettings
 from sync.server.store import ServerStore
 from sync.server.withdraw_pages import offer
 
@@ -35,6 +40,7 @@ def referral(
     rules: Rules,
     settings: Settings,
     limits: Limits,
+    calls: Calls,
     # Unbounded here so that an odd value gets the generic page, not a JSON refusal: the
     # signature's length is checked with it, and the language is picked from a known list.
     s: str | None = Query(default=None),
@@ -46,6 +52,8 @@ def referral(
     if not limits.network.take(network_key(client)):
         return _too_many(language, settings.emergency_number, limits.network.retry_after())
     page = _landing(store, rules, limits, code, s, language, settings.emergency_number)
+    if page is not None and s is not None and page.status == 200:
+        page = _with_call(page, calls, store, rules, code, s, settings)
     if page is None:
         return _too_many(language, settings.emergency_number, limits.code.retry_after())
     return HTMLResponse(page.html, page.status)
@@ -54,6 +62,49 @@ def referral(
 def _too_many(language: str, emergency_number: str, retry_after: int) -> HTMLResponse:
     page = landing.too_many(language, emergency_number)
     return HTMLResponse(page.html, page.status, headers={"Retry-After": str(retry_after)})
+
+
+def _with_call(
+    page: landing.Page,
+    calls: Bookings,
+    store: ServerStore,
+    rules: CodeRules,
+    raw_code: str,
+    sig: str,
+    settings: ServerSettings,
+) -> landing.Page:
+    """The way to the call page (booking, call-back), on a page that offers it."""
+    code = check_code(rules, raw_code)
+    owner = None if code is None else owner_of(store, rules, code, sig)
+    if code is None or owner is None or withdrawn_page(store, owner, code, None, "") is not None:
+        return page
+    found = store.referral(code, owner)
+    if found is not None and (found.void or not found.shared or found.level is None):
+        return page
+    level = None if found is None else found.level
+    language = _lang_of(page)
+    number = (found.emergency_number if found else None) or settings.emergency_number
+    booked = calls.booked(owner, code)
+    shown = None
+    if booked is not None:
+        shown = booking_pages.when(
+            booked.slot.starts_at, ZoneInfo(settings.clinic_timezone), language
+        )
+    return booking_pages.hook(
+        page,
+        code,
+        sig,
+        language,
+        level,
+        number,
+        booked=shown,
+        callback=calls.callback(owner, code) is not None,
+    )
+
+
+def _lang_of(page: landing.Page) -> str:
+    found = re.search(r'<html lang="([a-z]+)"', page.html)
+    return found.group(1) if found else "en"
 
 
 def _landing(
