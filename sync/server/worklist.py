@@ -430,10 +430,13 @@ def _callbacks(
     store: ServerStore, kit_id: str | None = None, code: str | None = None
 ) -> dict[tuple[str, str], tuple[datetime, datetime]]:
     """Each referral's latest call-back request window."""
-    sql = "SELECT kit_id, referral_code, window_start, window_end FROM callback_request"
+    sql = (
+        "SELECT kit_id, referral_code, window_start, window_end FROM callback_request "
+        "WHERE cancelled_at IS NULL"
+    )
     params: dict[str, Any] = {}
     if kit_id is not None:
-        sql += " WHERE kit_id = :k AND referral_code = :c"
+        sql += " AND kit_id = :k AND referral_code = :c"
         params = {"k": kit_id, "c": code}
     sql += " ORDER BY id"
     with store.engine.connect() as conn:
@@ -554,6 +557,7 @@ def _data_version(store: ServerStore) -> tuple[Any, ...]:
                 "(SELECT COUNT(*) FROM record WHERE scrubbed_at IS NOT NULL), "
                 "(SELECT MAX(id) FROM referral_event), (SELECT COUNT(*) FROM referral_event), "
                 "(SELECT MAX(id) FROM callback_request), "
+                "(SELECT COUNT(*) FROM callback_request WHERE cancelled_at IS NOT NULL), "
                 "(SELECT COUNT(*) FROM withdrawal)"
             )
         ).one()
@@ -747,8 +751,8 @@ def request_callback(
     with store.engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
         conn.execute(
             text(
-                "INSERT INTO callback_request (kit_id, referral_code, requested_at, "
-                "window_start, window_end) VALUES (:k, :c, :t, :s, :e)"
+                "INSERT INTO callback_request (kit_id, referral_code, created_at, "
+                "window_start, window_end, deadline) VALUES (:k, :c, :t, :s, :e, :e)"
             ),
             {
                 "k": kit_id,

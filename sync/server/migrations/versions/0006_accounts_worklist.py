@@ -76,15 +76,5 @@ def upgrade() -> None:
         )"""
     )
     op.execute("CREATE INDEX referral_event_referral ON referral_event(kit_id, referral_code)")
-    op.execute(
-        f"""CREATE TABLE callback_request (
-            id {serial},
-            kit_id TEXT NOT NULL,
-            referral_code TEXT NOT NULL,
-            requested_at TEXT NOT NULL,
-            window_start TEXT NOT NULL,
-            window_end TEXT NOT NULL
-        )"""
-    )
-    op.execute("CREATE INDEX callback_request_referral ON callback_request(kit_id, referral_code)")
+    # Call-back requests: the call page's table (revision 0007).
     op.execute("CREATE INDEX record_type_kit ON record(record_type, kit_id)")
