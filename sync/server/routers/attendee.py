@@ -23,6 +23,7 @@ from sync.server.store import ServerStore
 from sync.server.withdraw_pages import offer
 
 router = APIRouter()
+ODD_VALUE_LENGTH = 512
 
 
 @router.get(
@@ -41,11 +42,11 @@ def referral(
     settings: Settings,
     limits: Limits,
     calls: Calls,
-    # Unbounded here so that an odd value gets the generic page, not a JSON refusal: the
-    # signature's length is checked with it, and the language is picked from a known list.
-    s: str | None = Query(default=None),
-    l: str | None = Query(default=None),  # noqa: E741 (the URL's own name)
-    lang: str | None = Query(default=None),
+    # Generous bounds, so that an odd value gets the generic page rather than a JSON
+    # refusal: the signature's length is checked with it, the language from a known list.
+    s: str | None = Query(default=None, max_length=ODD_VALUE_LENGTH),
+    l: str | None = Query(default=None, max_length=ODD_VALUE_LENGTH),  # noqa: E741
+    lang: str | None = Query(default=None, max_length=ODD_VALUE_LENGTH),
 ) -> HTMLResponse:
     language = landing.page_language(l, lang)
     client = request.client.host if request.client else "unknown"

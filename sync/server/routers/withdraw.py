@@ -90,10 +90,9 @@ def confirm(
     rules: Rules,
     settings: Settings,
     limits: Limits,
-    # Unbounded, as on the code's page: an odd value gets the generic page, not JSON.
-    s: str | None = Query(default=None),
-    l: str | None = Query(default=None),  # noqa: E741 (the URL's own name)
-    lang: str | None = Query(default=None),
+    s: str | None = Query(default=None, max_length=64),
+    l: str | None = Query(default=None, max_length=8),  # noqa: E741 (the URL's own name)
+    lang: str | None = Query(default=None, max_length=8),
 ) -> HTMLResponse:
     asked = landing.page_language(l, lang)
     if _limited(request, limits):
