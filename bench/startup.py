@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # the kit's ``sync`` package, not bench/sync.py
 TARGET_RATIO = 1.6
 PASSPHRASE = "market morning passphrase"
 MAKE_STORE = """
@@ -115,11 +116,11 @@ def main() -> None:
     verdict = "meets" if ratio <= TARGET_RATIO else "MISSES"
     print(f"ratio kit/bare: {ratio:.2f} (target <= {TARGET_RATIO}: {verdict})")
     print(
-        f"passphrase given -> store open:       median {opened * 1000:.0f} ms "
+        f"passphrase given -> store open:        median {opened * 1000:.0f} ms "
         f"(max {max(opens) * 1000:.0f} ms)"
     )
     print(
-        f"Argon2id derivation alone:            median {derive * 1000:.0f} ms "
+        f"Argon2id derivation alone:             median {derive * 1000:.0f} ms "
         f"(ratio {opened / derive:.2f})"
     )
 
