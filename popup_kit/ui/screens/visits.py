@@ -283,9 +283,17 @@ class VisitDetailScreen(PrintingScreen):
         if visit.contact is not None:
             lines.append(f"Contact: {visit.contact.name}, {visit.contact.phone}")
         lines.append("")
+        from forms import localized
+
+        kit_lang = self.app.config.default_language
         for name, value in visit.answers.items():
             question = backend.question(name)
-            lines.append(f"  {name:<38} {display_value(question, value, 'en')}")
+            label = localized(question.prompt, kit_lang) if question is not None else name
+            label = label.replace("\n", " ")
+            if len(label) > 44:
+                label = label[:43] + "…"
+            shown = display_value(question, value, kit_lang)
+            lines.append(Text(f"  {label:<45} {shown}").markup)
         if len(visit.history) > 1:
             lines.append("")
             lines.append("[b]Versions[/b]")
