@@ -131,14 +131,16 @@ class Bookings:
         return [_slot(row) for row in rows]
 
     def free_slots(self, latest: datetime) -> list[Slot]:
-        """Slots with a free place that start after now and no later than ``latest``."""
-        self.release_expired()
+        """Slots with a free place that start after now and no later than ``latest``;
+        a place whose hold has run out counts as free (a read: the next hold releases it)."""
         now = self.clock()
         with self.engine.connect() as conn:
             rows = conn.execute(
                 text(
                     "SELECT id, series, starts_at, minutes, capacity, booked FROM call_slot "
-                    "WHERE starts_at > :n AND starts_at <= :l AND booked < capacity "
+                    "WHERE starts_at > :n AND starts_at <= :l AND booked - (SELECT COUNT(*) "
+                    "FROM call_booking AS b WHERE b.slot_id = call_slot.id "
+                    "AND b.status = 'held' AND b.held_until <= :n) < capacity "
                     "ORDER BY starts_at, id LIMIT 40"
                 ),
                 {"n": _iso(now), "l": _iso(latest)},

@@ -248,11 +248,14 @@ def test_a_hold_is_released_after_its_minutes(centre: LiveServer, clock: SetCloc
     assert _slot_buttons(_page(centre, kit, quick)) == []
     clock.now += timedelta(minutes=5)
     assert _slot_buttons(_page(centre, kit, quick)) == [str(slot.slot_id)]
-    assert _booked(centre, slot) == 0
     late = _post(centre, slow, _sig(kit, slow), "confirm")
     assert late.status_code == 409 and EN["expired"] in _text(late)
     _book(centre, kit, quick, slot)
     assert _booked(centre, slot) == 1
+    assert _rows(centre, "SELECT referral_code, status FROM call_booking ORDER BY id") == [
+        (slow, "expired"),
+        (quick, "booked"),
+    ]
 
 
 def test_weekly_slot_keeps_its_local_time_across_daylight_saving(

@@ -64,6 +64,7 @@ def upgrade() -> None:
         "WHERE status = 'booked'"
     )
     op.execute("CREATE INDEX call_booking_holds ON call_booking (status, held_until)")
+    op.execute("CREATE INDEX call_booking_slot ON call_booking (slot_id, status)")
     # A call-back request; ``level`` is read from the visit when it arrives (NULL before).
     op.execute(
         f"""CREATE TABLE callback_request (
