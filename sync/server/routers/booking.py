@@ -193,7 +193,7 @@ def call_ics(
     if booked is None:
         return _html(landing.not_found(slip.language, slip.number))
     return Response(
-        pages.ics(booked, slip.language),
+        pages.ics(booked, slip.language, calls.clock()),
         media_type="text/calendar",
         headers={"Content-Disposition": 'attachment; filename="tele-triage-call.ics"'},
     )
