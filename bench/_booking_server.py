@@ -1,7 +1,7 @@
 """The triage server in a process of its own, for bench/booking.py: the test suite's plain
 referral codes, and page limits out of the way of 50 attendees behind one address.
 
-Usage: python bench/_booking_server.py DB_URL PORT
+Usage: python bench/_booking_server.py DB_URL PORT KEY_FILE
 Prints ``listening`` once it accepts connections.
 """
 
@@ -20,13 +20,9 @@ from tests.sync.live_server import PlainCodes
 
 
 def main() -> None:
-    db_url, port = sys.argv[1], int(sys.argv[2])
-    key = Path(db_url.rsplit("/", 1)[-1] + ".pem")
+    db_url, port, key_file = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     app = create_app(
-        db_url,
-        code_rules=PlainCodes(),
-        landing_rate=(10_000_000, 1.0),
-        key_file=str(Path("/tmp") / f"popup-kit-bench-{key}"),
+        db_url, code_rules=PlainCodes(), landing_rate=(10_000_000, 1.0), key_file=key_file
     )
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -50,10 +50,12 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def server_process(db_url: str) -> Iterator[str]:
+def server_process(db_url: str, keys: Path) -> Iterator[str]:
     port = _free_port()
+    # The receipt key in a folder of its own (never in a shared one such as /tmp).
+    key_file = str(keys / "server-key.pem")
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "_booking_server.py"), db_url, str(port)],
+        [sys.executable, str(ROOT / "bench" / "_booking_server.py"), db_url, str(port), key_file],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -150,7 +152,7 @@ def in_threads(
 
 
 def measure(db_url: str, attendees: int, threads: int) -> dict[str, float]:
-    with server_process(db_url) as url:
+    with tempfile.TemporaryDirectory() as keys, server_process(db_url, Path(keys) / "k") as url:
         slip_key, codes, slots = prepare(db_url, url, attendees)
         booked = [0]
         refused = [0]

@@ -5,9 +5,13 @@
    sent one record per request (as OpenRosa submissions go) through the same proxy.
 2. The server's ingest rate while 20 kits sync at once, each through the real client, on
    SQLite and on PostgreSQL (a throwaway cluster, fsync on, when the binaries are there).
+3. 2,000 visits from one kit through a proxy limited to 1 Mbit/s each way with 100 ms
+   round trips (a busy market hotspot), by the sync client with gzip (the default)
+   against the same client sending and taking everything plain, in the same run.
 
 The server runs in a process of its own on a loopback port, with a fresh database for
 every figure. Usage: uv run python bench/sync.py [--visits N] [--kits N] [--per-kit N]
+[--only gzip]
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import requests
 
 from sync import protocol as p
-from sync.client import SyncSummary, sync_outbox
+from sync.client import SyncConfig, SyncSummary, sync_outbox
 from sync.server.store import ServerStore
 from tests.support.fault_proxy import FaultProxy
 from tests.support.pg import PostgresUnavailable, create_database, postgres_cluster
@@ -42,6 +46,9 @@ TARGET_RATIO = 50.0
 TARGET_BATCH_S = 3.0
 TARGET_RATE = 1500.0
 PROXY_DELAY = 0.05
+SLOW_LINK = 1_000_000 / 8  # 1 Mbit/s, in bytes per second
+SLOW_RTT = 0.1
+TARGET_GZIP_RATIO = 4.0
 
 
 def _free_port() -> int:
@@ -166,6 +173,41 @@ def batched_vs_single(db_dir: Path, n: int) -> tuple[float, float, int, int]:
     return batched, single, batched_ok, single_ok
 
 
+@dataclasses.dataclass
+class LinkRun:
+    seconds: float
+    confirmed: int
+    requests: int
+    up: int
+    down: int
+    """Bytes each way through the proxy, headers included."""
+
+
+def over_slow_link(db_dir: Path, n: int, *, compress: bool, limited: bool = True) -> LinkRun:
+    """``n`` visits by the sync client through the slow link (or, not ``limited``, through
+    the same proxy without limits or delay), gzip on or off."""
+    kit_id = "kit-bench-link"
+    name = ("gzip" if compress else "plain") + ("" if limited else "-unlimited")
+    db_url = f"sqlite:///{db_dir / f'link-{name}.sqlite3'}"
+    with server_process(db_url) as url:
+        credentials = enroll(db_url, url, kit_id)
+        engine = kit_engine(db_dir / f"kit-link-{name}.sqlite3")
+        queue(engine, visits(kit_id, n))
+        host, port = url.removeprefix("http://").split(":")
+        proxy = (
+            FaultProxy(host, int(port), delay_all=SLOW_RTT, bandwidth=SLOW_LINK)
+            if limited
+            else FaultProxy(host, int(port))
+        )
+        with proxy:
+            start = time.perf_counter()
+            summary = sync_outbox(engine, _via(credentials, proxy), SyncConfig(compress=compress))
+            elapsed = time.perf_counter() - start
+        engine.dispose()
+    confirmed = summary.confirmed if summary.all_confirmed else 0
+    return LinkRun(elapsed, confirmed, proxy.requests, proxy.wire_up, proxy.wire_down)
+
+
 def concurrent_rate(db_url: str, db_dir: Path, kits: int, per_kit: int) -> tuple[float, int, int]:
     """Records per second while ``kits`` kits sync at once; errors; records the server holds."""
     with server_process(db_url) as url:
@@ -246,11 +288,17 @@ def main() -> None:
     parser.add_argument("--kits", type=int, default=20)
     parser.add_argument("--per-kit", type=int, default=500)
     parser.add_argument("--markdown", action="store_true", help="print a table for the README")
+    parser.add_argument("--only", choices=["gzip"], help="run only this figure")
     args = parser.parse_args()
+    if args.only == "gzip":
+        with tempfile.TemporaryDirectory(prefix="popup-kit-bench-") as tmp:
+            print_link(args.visits, *slow_link_pair(Path(tmp), args.visits), markdown=args.markdown)
+        return
 
     with tempfile.TemporaryDirectory(prefix="popup-kit-bench-") as tmp:
         work = Path(tmp)
         batched, single, batched_ok, single_ok = batched_vs_single(work, args.visits)
+        link = slow_link_pair(work, args.visits)
         total = args.kits * args.per_kit
         rates: dict[str, tuple[float, int, int, float] | None] = {}
         (work / "sqlite").mkdir()
@@ -326,6 +374,53 @@ def main() -> None:
     if args.markdown:
         print()
         print("\n".join(lines))
+    print()
+    print_link(args.visits, *link, markdown=args.markdown)
+
+
+def slow_link_pair(db_dir: Path, n: int) -> tuple[LinkRun, LinkRun, LinkRun]:
+    """Plain, then gzip, then gzip with no link limits (what is not the link's doing),
+    each with its own fresh server database."""
+    plain = over_slow_link(db_dir, n, compress=False)
+    zipped = over_slow_link(db_dir, n, compress=True)
+    unlimited = over_slow_link(db_dir, n, compress=True, limited=False)
+    return zipped, plain, unlimited
+
+
+def print_link(n: int, zipped: LinkRun, plain: LinkRun, unlimited: LinkRun, markdown: bool) -> None:
+    ratio = plain.seconds / zipped.seconds
+    wire = (plain.up + plain.down) / (zipped.up + zipped.down)
+    link = f"{SLOW_LINK * 8 / 1e6:.0f} Mbit/s each way, {SLOW_RTT * 1000:.0f} ms round trips"
+    print(f"{n} visits through a proxy limited to {link}:")
+    for label, run in (("gzip", zipped), ("plain", plain)):
+        print(
+            f"  {label:<6} {run.seconds:8.2f} s   {run.confirmed} confirmed, {run.requests} "
+            f"requests, {run.up / 1e3:,.0f} kB up, {run.down / 1e3:,.0f} kB down"
+        )
+    good = "✓" if ratio >= TARGET_GZIP_RATIO and zipped.confirmed == n else "✗"
+    print(f"  ratio  {ratio:8.2f} x   target >= {TARGET_GZIP_RATIO:.0f}x {good}")
+    print(f"  bytes on the wire, plain / gzip: {wire:.2f} x")
+    print(
+        f"  the gzip sync with no link limit or delay: {unlimited.seconds:.2f} s (server and "
+        "kit work, the same in both)"
+    )
+    if markdown:
+        print()
+        print(
+            f"| {n:,} visits through a proxy limited to {link}, sync client with gzip | "
+            f"{zipped.seconds:.1f} s, {zipped.confirmed:,} confirmed; {zipped.up / 1e3:,.0f} kB "
+            f"up, {zipped.down / 1e3:,.0f} kB down | the same client, plain: "
+            f"{plain.seconds:.1f} s, {plain.confirmed:,} confirmed; {plain.up / 1e3:,.0f} kB "
+            f"up, {plain.down / 1e3:,.0f} kB down | {ratio:.1f}x faster | "
+            f"≥ {TARGET_GZIP_RATIO:.0f}x {good} |"
+        )
+        print(
+            f"| the same, bytes on the wire | {(zipped.up + zipped.down) / 1e3:,.0f} kB | "
+            f"{(plain.up + plain.down) / 1e3:,.0f} kB | {wire:.1f}x fewer | — |"
+        )
+        print(
+            f"| the gzip sync with no link limit or delay | {unlimited.seconds:.1f} s | — | — | — |"
+        )
 
 
 if __name__ == "__main__":

@@ -75,5 +75,19 @@ def emergency_number_line(language: str, number: str) -> str:
     return screen_text("emergency_number", language, emergency_number=number.strip())
 
 
+def range_text(kind: str, lo: float | None, hi: float | None, language: str) -> str:
+    """What a number question allows, in ``language``: "un número entero de 0 a 120"."""
+
+    def num(x: float) -> str:
+        return str(int(x)) if float(x).is_integer() else str(x)
+
+    what = screen_text("range_integer" if kind == "integer" else "range_number", language)
+    if lo is not None and hi is not None:
+        return screen_text("range_between", language, what=what, lo=num(lo), hi=num(hi))
+    if lo is not None:
+        return screen_text("range_at_least", language, what=what, lo=num(lo))
+    return what
+
+
 def language_names() -> dict[str, str]:
     return {str(k): str(v) for k, v in _texts().get("languages", {}).items()}

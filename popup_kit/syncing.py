@@ -47,10 +47,13 @@ def run_sync(
 
     creds = require_credentials(config)
     # Before the outbox drains: a withdrawn visit's contact then never leaves.
-    apply_centre_withdrawals(config, store, creds, sync_config, clock=clock)
+    applied: list[str] = []
+    if stop is None or not stop.is_set():
+        applied = apply_centre_withdrawals(config, store, creds, sync_config, clock=clock).applied
     summary = sync_outbox(
         store.engine, creds, sync_config, progress=progress, stop=stop, clock=clock
     )
+    summary.withdrawn_on_slip_page = applied
     purge(config, store, creds, now=clock())
     return summary
 
@@ -297,5 +300,7 @@ def report_pdf(config: KitConfig, report: Reconciliation, fmt: str | None = None
         only_here=report.only_here,
         only_here_codes=report.only_here_codes,
         last_error=report.last_error or "",
+        withdrawn_visits=report.withdrawn_visits,
+        withdrawn_on_slip_page=report.withdrawn_on_slip_page,
     )
     return render_reconciliation(data, fmt or config.slip_format)

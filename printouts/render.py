@@ -137,6 +137,8 @@ class ReconciliationData:
     only_here: int = 0
     only_here_codes: Sequence[str] = ()
     last_error: str = ""
+    withdrawn_visits: int = 0
+    withdrawn_on_slip_page: Sequence[str] = ()  # codes withdrawn by the attendee online
 
 
 class RenderError(ValueError):
@@ -844,6 +846,11 @@ def render_reconciliation(data: ReconciliationData, fmt: str = "receipt80") -> b
             ("Conflicts", str(len(data.conflicts))),
             ("Set aside", str(len(data.set_aside))),
             ("Purged (contact removed)", f"{data.purged_visits} visits"),
+            (
+                "Consent withdrawn",
+                f"{data.withdrawn_visits} visits "
+                f"({len(data.withdrawn_on_slip_page)} on the slip's page)",
+            ),
             ("Still only on this laptop", f"{data.only_here} records"),
         ):
             flow.text(f"{words}: {value}", bullet="•", after=0.15)
@@ -853,6 +860,11 @@ def render_reconciliation(data: ReconciliationData, fmt: str = "receipt80") -> b
                 flow.text(f"{heading}:", bold=True, keep=True)
                 for code, reason in list(entries)[:MAX_UNSENT_CODES]:
                     flow.text(f"{code}: {reason}", bullet="•", size=flow.size - 0.5)
+        if data.withdrawn_on_slip_page:
+            flow.rule()
+            flow.text("Withdrawn on the slip's page (contact removed):", bold=True, keep=True)
+            for code in list(data.withdrawn_on_slip_page)[:MAX_UNSENT_CODES]:
+                flow.text(code, bullet="•", size=flow.size - 0.5, after=0.1)
         if data.only_here_codes:
             flow.rule()
             flow.text("Not yet sent (codes):", bold=True, keep=True)

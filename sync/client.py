@@ -166,6 +166,8 @@ class SyncSummary:
     """Another relay held the outbox; this run did nothing."""
     stopped: bool = False
     """Ended early by the stop event or the time bound."""
+    withdrawn_on_slip_page: list[str] = field(default_factory=list)
+    """Codes whose withdrawal on the slip's page this run applied on the kit."""
 
     @property
     def all_confirmed(self) -> bool:
@@ -189,6 +191,7 @@ class SyncSummary:
             "next_attempt_at": utc_iso(self.next_attempt_at) if self.next_attempt_at else None,
             "busy": self.busy,
             "stopped": self.stopped,
+            "withdrawn_on_slip_page": self.withdrawn_on_slip_page,
             "all_confirmed": self.all_confirmed,
         }
 

@@ -12,15 +12,30 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from pathlib import Path
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 
 
+class SharedFolder(OSError):
+    """A folder others may write in (``/tmp``, say): never made private, never used."""
+
+
 def private_dir(path: Path) -> Path:
-    """``path`` as a folder only its owner can open (created if missing)."""
+    """``path`` as a folder only its owner can open (created if missing).
+
+    A folder others may write in (world-writable or sticky, like ``/tmp``) is refused
+    rather than changed: taking it over would break everyone else's use of it, and files
+    in it are not private."""
     path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    mode = path.stat().st_mode
+    if mode & (stat.S_ISVTX | stat.S_IWOTH):
+        raise SharedFolder(
+            f"{path} is a folder others can write in: give the data a folder of its own "
+            f"(for example {path / 'popup-kit'})"
+        )
     os.chmod(path, DIR_MODE)
     return path
 

@@ -16,6 +16,7 @@ from popup_kit.cli import CommandError, add_command, config_from
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
 
+    from sync.server.accounts import Accounts
     from sync.server.bookings import Slot
     from sync.server.settings import ServerSettings
     from sync.server.store import ServerStore
@@ -88,27 +89,58 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     export.add_argument("--to", dest="until", metavar="YYYY-MM-DD", help="visits up to this day")
     export.add_argument("--json", action="store_true", help="print the counts as JSON")
 
+    user = commands.add_parser(
+        "user",
+        help="Manage the centre's accounts (clinicians and coordinators).",
+        description="Manage the centre's accounts (clinicians and coordinators).",
+    )
+    user.set_defaults(handler=lambda _args: _help(user))
+    users = user.add_subparsers(dest="user_command", metavar="SUBCOMMAND")
+    add = _server_command(users, "add", "Add an account (password from a prompt).", _user_add)
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("--role", required=True, choices=("clinician", "coordinator"))
+    add.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from standard input (its first line), for scripts",
+    )
+    disable = _server_command(
+        users, "disable", "Refuse an account from now on and end its sessions.", _user_disable
+    )
+    disable.add_argument("name", metavar="NAME")
+    listed = _server_command(users, "list", "List the accounts.", _user_list)
+    listed.add_argument("--json", action="store_true", help="print JSON")
+
+    audit = _server_command(
+        commands,
+        "audit",
+        "Read the access audit: every view of a referral's details and every change.",
+        _audit,
+    )
+    audit.add_argument("--json", action="store_true", help="print JSON (all entries)")
+    audit.add_argument("--limit", type=int, default=200, help="newest entries shown (default 200)")
+
     slots = commands.add_parser(
         "slots", help="Publish and list call slots.", description="Publish and list call slots."
     )
     slots.set_defaults(handler=lambda _args: _help(slots))
     slot_commands = slots.add_subparsers(dest="slots_command", metavar="SUBCOMMAND")
-    add = _server_command(
+    slot_add = _server_command(
         slot_commands, "add", "Publish a call slot (or a weekly series).", _slots_add
     )
-    add.add_argument(
+    slot_add.add_argument(
         "--start", required=True, help="ISO 8601 with offset or Z, e.g. 2026-11-24T09:00Z"
     )
-    add.add_argument("--minutes", required=True, type=int, help="length of one call")
-    add.add_argument("--capacity", required=True, type=int, help="calls at that time")
-    add.add_argument(
+    slot_add.add_argument("--minutes", required=True, type=int, help="length of one call")
+    slot_add.add_argument("--capacity", required=True, type=int, help="calls at that time")
+    slot_add.add_argument(
         "--weekly",
         type=int,
         default=1,
         metavar="N",
         help="repeat at the same local time (clinic_timezone) for N weeks in all",
     )
-    add.add_argument("--json", action="store_true", help="print JSON")
+    slot_add.add_argument("--json", action="store_true", help="print JSON")
     listing = _server_command(slot_commands, "list", "List call slots from now on.", _slots_list)
     listing.add_argument("--json", action="store_true", help="print JSON")
 
@@ -448,4 +480,104 @@ def _kit_enroll(args: argparse.Namespace) -> int:
         print(json.dumps({"kit_id": answer.kit_id, "server_url": base, "credentials": str(path)}))
     else:
         print(f"kit {answer.kit_id} enrolled with {base}; credentials in {path}")
+    return 0
+
+
+def _accounts(args: argparse.Namespace) -> tuple[ServerStore, Accounts]:
+    from sync.server.accounts import Accounts
+
+    store = _open(args)
+    return store, Accounts(store)
+
+
+def _user_add(args: argparse.Namespace) -> int:
+    from sync.server.accounts import name_problem
+
+    problem = name_problem(args.name)
+    if problem:
+        raise CommandError(problem, 2)
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        import getpass
+
+        password = getpass.getpass(f"Password for {args.name}: ")
+        if getpass.getpass("Again: ") != password:
+            raise CommandError("the two passwords differ", 2)
+    store, accounts = _accounts(args)
+    try:
+        accounts.add_user(args.name, args.role, password)
+    except ValueError as exc:
+        raise CommandError(str(exc), 2) from exc
+    finally:
+        store.close()
+    print(f"user {args.name} added ({args.role})")
+    return 0
+
+
+def _user_disable(args: argparse.Namespace) -> int:
+    store, accounts = _accounts(args)
+    try:
+        done = accounts.disable_user(args.name)
+    finally:
+        store.close()
+    if not done:
+        raise CommandError(f"no user {args.name} to disable (unknown or already disabled)")
+    print(f"user {args.name} disabled; their sessions are ended")
+    return 0
+
+
+def _user_list(args: argparse.Namespace) -> int:
+    store, accounts = _accounts(args)
+    try:
+        users = accounts.users()
+    finally:
+        store.close()
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": u.name,
+                        "role": u.role,
+                        "created_at": u.created_at,
+                        "disabled": u.disabled,
+                    }
+                    for u in users
+                ]
+            )
+        )
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(users)} accounts")
+    for column in ("name", "role", "created", "state"):
+        table.add_column(column)
+    for u in users:
+        table.add_row(u.name, u.role, u.created_at, "disabled" if u.disabled else "active")
+    Console().print(table)
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    store, accounts = _accounts(args)
+    try:
+        entries = accounts.audit_entries(None if args.json else max(1, args.limit))
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps([e.as_json() for e in entries]))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"access audit, newest {len(entries)}")
+    for column in ("when", "who", "role", "what", "kit", "referral", "detail"):
+        table.add_column(column)
+    for e in entries:
+        table.add_row(
+            e.at, e.user_name, e.role, e.action, e.kit_id or "", e.referral_code or "", e.detail
+        )
+    Console().print(table)
     return 0

@@ -103,6 +103,11 @@ def _print_summary(summary: SyncSummary) -> None:
         f"(already there {summary.already_there}) · conflicts {len(summary.conflicts)} · "
         f"set aside {summary.set_aside_total} · still unsent {summary.still_unsent}"
     )
+    if summary.withdrawn_on_slip_page:
+        out.print(
+            "consent withdrawn on the slip's page, contact removed here: "
+            + ", ".join(summary.withdrawn_on_slip_page)
+        )
     for entry in summary.conflicts:
         out.print(f"  conflict {entry.record_type} {entry.record_id}: {entry.reason}")
     for entry in summary.set_aside:

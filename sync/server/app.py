@@ -25,13 +25,14 @@ from sync.server.events import AccessLog
 from sync.server.headers import SecurityHeaders
 from sync.server.limits import (
     MAX_BODY_BYTES,
+    ApiGzip,
     BodyIntake,
     Buckets,
     DatabaseBuckets,
     LandingLimits,
     TokenBuckets,
 )
-from sync.server.routers import api, attendee, booking, docs, withdraw
+from sync.server.routers import api, attendee, booking, clinic, docs, withdraw
 from sync.server.settings import ServerSettings, key_path, load_settings
 from sync.server.store import Clock, ServerStore
 
@@ -95,6 +96,8 @@ def build_app(
     ]
     for router in routers:
         app.include_router(router)
+    clinic.install(app)
+    app.add_middleware(ApiGzip, prefix=p.API_PREFIX)
     app.add_middleware(
         BodyIntake,
         limit=MAX_BODY_BYTES,

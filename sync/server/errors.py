@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sync import protocol as p
+from sync.server import landing
 from sync.server.events import event
 from sync.server.store import AuthError
 
@@ -26,7 +27,15 @@ def error(status: int, error: str, detail: str = "", **extra: str) -> JSONRespon
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_r: Request, exc: StarletteHTTPException) -> Response:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404 and request.url.path.startswith("/r/"):
+            # An attendee who typed a wrong address still gets the page in their language,
+            # with the warning and the emergency number.
+            page = landing.not_found(
+                landing.page_language(request.query_params.get("l")),
+                request.app.state.settings.emergency_number,
+            )
+            return HTMLResponse(page.html, page.status)
         if exc.status_code == 404:
             return error(404, "not_found", "no such endpoint")
         extra = dict(exc.headers or {})

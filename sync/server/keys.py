@@ -8,12 +8,13 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from sync.files import private_dir
+
 
 def private_folder(folder: Path) -> Path:
-    """``folder``, created if need be, readable by its owner only."""
-    folder.mkdir(parents=True, exist_ok=True)
-    os.chmod(folder, 0o700)
-    return folder
+    """``folder``, created if need be, readable by its owner only (a shared folder such
+    as ``/tmp`` is refused, not changed)."""
+    return private_dir(folder)
 
 
 def private_file(path: Path) -> None:

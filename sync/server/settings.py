@@ -63,6 +63,27 @@ class ServerSettings(BaseModel):
     enrolment_token_hours: float = Field(
         default=24.0, gt=0, le=24 * 30, description="how long an enrolment token works"
     )
+    deadline_emergency_hours: float = Field(
+        default=1.0, gt=0, description="emergency safety follow-up call, from reaching the server"
+    )
+    deadline_urgent_hours: float = Field(
+        default=24.0, gt=0, description="first call for an urgent referral, from the booth visit"
+    )
+    deadline_routine_days: float = Field(
+        default=7.0, gt=0, description="first call for a routine referral, from the booth visit"
+    )
+    session_idle_minutes: float = Field(
+        default=30.0, gt=0, le=24 * 60, description="a clinician's session ends after this idle"
+    )
+    signin_failures_per_account: int = Field(
+        default=5, ge=1, description="failed sign-ins to one account before it must wait"
+    )
+    signin_failures_per_address: int = Field(
+        default=20, ge=1, description="failed sign-ins from one address before it must wait"
+    )
+    signin_lockout_minutes: float = Field(
+        default=15.0, gt=0, description="the window the failures are counted in, and the wait"
+    )
     clinic_timezone: str = Field(
         default="Europe/London", description="IANA zone every call time is shown in"
     )

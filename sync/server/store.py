@@ -46,8 +46,18 @@ from sync.server.keys import private_file, private_folder, public_bytes
 Clock = Callable[[], datetime]
 HOUR = timedelta(hours=1)
 
-# What stays of a visit's records once consent is withdrawn: ids, versions, times.
-_SKELETON_KEYS = ("visit_id", "version", "supersedes", "status", "at", "kind", "forms_version")
+# What stays of a visit's records once consent is withdrawn: ids, versions, times, and
+# the booth (its name and emergency number, which the slip's page still shows).
+_SKELETON_KEYS = (
+    "visit_id",
+    "version",
+    "supersedes",
+    "status",
+    "at",
+    "kind",
+    "forms_version",
+    "booth",
+)
 
 
 def utc_now() -> datetime:

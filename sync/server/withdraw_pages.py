@@ -13,6 +13,13 @@ from sync.server.landing import Page
 
 LANGUAGES = ("en", "es")
 
+# A second style block (allowed by its own hash in the CSP): the button a thumb presses.
+STYLE = """
+button{font:inherit;font-weight:600;width:100%;padding:.75em 1em;border:2px solid #111;
+border-radius:.4em;background:#111;color:#fff;cursor:pointer}
+.withdraw{margin-top:1.6em;color:#333}
+"""
+
 TEXTS: dict[str, dict[str, str]] = {
     "en": {
         "offer": "Withdraw my consent",
@@ -72,7 +79,12 @@ def _safety(language: str, emergency_number: str) -> str:
 
 def _query(sig: str, language: str) -> str:
     # The signature alphabet is URL-safe; escape() still guards the attribute.
-    return f"s={escape(sig)}&amp;lang={escape(language)}"
+    return f"s={escape(sig)}&amp;l={escape(language)}"
+
+
+def _styled(page: Page) -> Page:
+    html = page.html.replace("</head>", f"<style>{STYLE}</style></head>", 1)
+    return Page(status=page.status, html=html)
 
 
 def offer(page: Page, code: str, sig: str, language: str) -> Page:
@@ -82,7 +94,9 @@ def offer(page: Page, code: str, sig: str, language: str) -> Page:
         f'<p class="withdraw">{escape(_t(language, "offer_note"))} '
         f'<a href="{href}">{escape(_t(language, "offer"))}</a></p>'
     )
-    return Page(status=page.status, html=page.html.replace("</main>", block + "</main>", 1))
+    return _styled(
+        Page(status=page.status, html=page.html.replace("</main>", block + "</main>", 1))
+    )
 
 
 def confirm(code: str, sig: str, language: str, emergency_number: str) -> Page:
@@ -99,13 +113,13 @@ def confirm(code: str, sig: str, language: str, emergency_number: str) -> Page:
         f"<ul>{points}</ul></div>"
         '<form method="post" action="withdraw">'
         f'<input type="hidden" name="s" value="{escape(sig)}">'
-        f'<input type="hidden" name="lang" value="{escape(lang)}">'
+        f'<input type="hidden" name="l" value="{escape(lang)}">'
         f'<p><button type="submit" name="confirm" value="yes">{escape(_t(lang, "confirm"))}'
         "</button></p></form>"
         f'<p><a href="../{compact}?{_query(sig, lang)}">{escape(_t(lang, "back"))}</a></p>'
         f'<p class="code">{escape(code)}</p>' + _safety(lang, emergency_number)
     )
-    return landing.render_page(_t(lang, "confirm_title"), content, language=lang)
+    return _styled(landing.render_page(_t(lang, "confirm_title"), content, language=lang))
 
 
 def withdrawn(code: str, language: str, emergency_number: str) -> Page:

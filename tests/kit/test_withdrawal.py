@@ -127,3 +127,33 @@ def test_withdrawal_before_sync_never_puts_the_contact_on_the_wire(
     for secret in secrets(LEAVING):
         assert secret not in wire, secret
     assert STAYING.name.encode() in wire  # the wire is readable: the other contact went
+
+
+def test_withdrawal_after_sync_clears_the_confirmed_payloads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with run_server(f"sqlite:///{tmp_path / 'server.sqlite3'}") as server:
+        config: KitConfig = kit(tmp_path, "kit-a", server.url)
+        enroll(config, server, capsys)
+        service = VisitService(config)
+        try:
+            leaving = service.record_visit(with_(LEAVING))
+            service.record_visit(with_(STAYING))
+            assert run_sync(config, service.store).all_confirmed
+            assert all(s in folder_bytes(service) for s in secrets(LEAVING))
+            service.withdraw_consent(leaving.visit_id, "CD")
+            after = folder_bytes(service)
+            with service.store.engine.connect() as conn:
+                kept = conn.execute(
+                    text(
+                        "SELECT state, content_hash, receipt FROM outbox "
+                        "WHERE visit_id = :v AND record_type = 'visit'"
+                    ),
+                    {"v": leaving.visit_id},
+                ).one()
+        finally:
+            service.close()
+    for secret in secrets(LEAVING):
+        assert secret not in after, secret
+    assert all(s in after for s in secrets(STAYING))
+    assert kept[0] == "confirmed" and kept[1] and kept[2]  # hash and receipt stay

@@ -96,11 +96,12 @@ def make_slip(kit_key: KitKey) -> Callable[..., SlipData]:
     def make(**over: Any) -> SlipData:
         code = over.pop("code", new_referral_code())
         base = over.pop("base_url", "https://triage.example.org")
+        language = over.get("language", "en")
         fields: dict[str, Any] = {
             "code": code,
-            "url": "" if not code or "url" in over else slip_url(base, code, kit_key),
+            "url": "" if not code or "url" in over else slip_url(base, code, kit_key, language),
             "level": "routine",
-            "language": "en",
+            "language": language,
             "booth_name": "Night market booth",
             "event": "Late market",
             "visit_date": dt.date(2026, 11, 22),

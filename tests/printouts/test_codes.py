@@ -180,6 +180,7 @@ def test_extract_code_from_scanner_input() -> None:
     compact = code.replace("-", "")
     assert extract_code(f"https://triage.example.org/r/{compact}?s=ABCDEFGHJK") == code
     assert extract_code(f"HTTPS://TRIAGE.EXAMPLE.ORG/R/{compact}?S=ABCDEFGHJK") == code
+    assert extract_code(f"https://triage.example.org/r/{compact}?s=ABCDEFGHJK&l=es") == code
     assert extract_code(f"  {code.lower()} ") == code
     with pytest.raises(CodeError, match="not a referral code character"):
         extract_code("https://example.com/menu")

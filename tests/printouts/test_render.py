@@ -7,7 +7,6 @@ import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -462,10 +461,9 @@ def test_typed_address_never_splits_the_code_or_the_signature(
     code = format_code(body + check_character(body))
     data = make_slip(code=code)
     lines = [line.strip() for line in pdf_text(render_slip(data, fmt)).splitlines()]
-    query = parse_qs(urlsplit(data.url).query)
-    compact, signature = code.replace("-", ""), query["s"][0]
+    compact, signature = code.replace("-", ""), parse_slip_url(data.url)[2]
     assert any(compact in line for line in lines)
-    assert any(f"?s={signature}" in line for line in lines)
+    assert any(line.endswith(f"?s={signature}&l={data.language}") for line in lines)
 
 
 # --- VOID and REPLACED: a marked printout cannot be missed or used ------------------------
@@ -619,8 +617,8 @@ def test_day_summary_names_levels_as_the_forms_do_in_the_kits_language() -> None
 
     text = flat(pdf_text(render_day_summary(_summary(language="es"), "receipt80")))
     assert level_name("emergency", "es") == "Emergencia"
-    assert level_name("urgent", "es") == "Urgente"
-    for shown in ("Emergencia: 1", "Urgente: 3", "Ordinaria: 10", "Autocuidado: 6"):
+    assert level_name("urgent", "es") == "Preferente"
+    for shown in ("Emergencia: 1", "Preferente: 3", "Ordinaria: 10", "Autocuidado: 6"):
         assert shown in text
     assert "No elegible: 2" in text and "Consentimiento rechazado: 1" in text
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from sync import client
 from sync import protocol as p
 from sync.client import sync_outbox
 from tests.support.fault_proxy import FaultProxy
@@ -22,6 +23,14 @@ from tests.sync.kit_side import (
     visits_with_consent,
 )
 from tests.sync.live_server import EnrolledKit, LiveServer, enroll_kit
+
+
+@pytest.fixture(autouse=True)
+def _fresh_memory() -> Iterator[None]:
+    """Each test starts with no server remembered as refusing gzip (ports get reused)."""
+    client._plain_servers.clear()
+    yield
+    client._plain_servers.clear()
 
 
 @pytest.fixture

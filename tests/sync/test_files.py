@@ -10,7 +10,7 @@ import pytest
 
 from printouts.printing import save_pdf
 from sync.credentials import KitCredentials
-from sync.files import atomic_write, private_dir
+from sync.files import SharedFolder, atomic_write, private_dir
 
 
 def _mode(path: Path) -> int:
@@ -69,3 +69,25 @@ def test_saved_slip_pdfs_and_credentials_are_private(tmp_path: Path) -> None:
     path = creds.save(data)
     assert _mode(path) == 0o600 and _mode(data) == 0o700
     assert KitCredentials.load(data) == creds
+
+
+@pytest.mark.parametrize("mode", [0o1777, 0o777, 0o1755])
+def test_a_shared_folder_like_tmp_is_refused_and_left_as_it_was(tmp_path: Path, mode: int) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, mode)
+    with pytest.raises(SharedFolder, match="others can write in"):
+        private_dir(shared)
+    assert stat.S_IMODE(shared.stat().st_mode) == mode
+
+
+def test_a_server_database_straight_in_a_shared_folder_is_refused(tmp_path: Path) -> None:
+    from sync.server import ServerStore
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    with pytest.raises(SharedFolder):
+        ServerStore(f"sqlite:///{shared / 'server.sqlite3'}")
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+    assert list(shared.iterdir()) == []

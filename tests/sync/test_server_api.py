@@ -240,6 +240,12 @@ def test_a_database_from_the_numbered_migrations_is_adopted(sqlite_url: str) -> 
             " record_id TEXT NOT NULL, withdrawn_at TEXT NOT NULL);"
             "INSERT INTO withdrawal VALUES ('v-1', 'kit-old', 'r-1', 'then');"
             "INSERT INTO kit (kit_id, created_at) VALUES ('kit-old', 'then');"
+            "CREATE TABLE record (record_id TEXT PRIMARY KEY, kit_id TEXT NOT NULL,"
+            " record_type TEXT NOT NULL, schema_version INTEGER NOT NULL,"
+            " content_hash TEXT NOT NULL, created_at TEXT NOT NULL,"
+            " received_at TEXT NOT NULL, signature TEXT NOT NULL, visit_id TEXT,"
+            " visit_version INTEGER, referral_code TEXT, payload TEXT NOT NULL,"
+            " body TEXT NOT NULL, scrubbed_at TEXT);"
         )
     store = ServerStore(sqlite_url)
     try:

@@ -173,7 +173,12 @@ def test_identity_and_gzip_spellings_are_accepted(server: LiveServer) -> None:
 
 
 def _answer_to_partial_upload(
-    server: LiveServer, authorization: str | None, *, declared: int, sent: int
+    server: LiveServer,
+    authorization: str | None,
+    *,
+    declared: int,
+    sent: int,
+    gzipped: bool = True,
 ) -> tuple[int, dict[str, str]]:
     """POST /ingest declaring ``declared`` body bytes but sending only ``sent`` of them,
     then wait for an answer: one comes only if the server did not need the rest."""
@@ -183,9 +188,10 @@ def _answer_to_partial_upload(
             "POST /api/v1/ingest HTTP/1.1",
             f"Host: {host}",
             "Content-Type: application/json",
-            "Content-Encoding: gzip",
             f"Content-Length: {declared}",
         ]
+        if gzipped:
+            head.append("Content-Encoding: gzip")
         if authorization is not None:
             head.append(f"Authorization: {authorization}")
         sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + b"\x1f\x8b" + bytes(sent - 2))
@@ -199,15 +205,16 @@ def _answer_to_partial_upload(
     [None, "Bearer nobody:wrong", "Bearer {kit}:wrong", "Basic abc", "Bearer {kit}"],
     ids=["none", "unknown-kit", "wrong-credential", "other-scheme", "no-credential"],
 )
+@pytest.mark.parametrize("gzipped", [True, False], ids=["gzip", "plain"])
 def test_a_stranger_big_upload_gets_401_unread(
-    server: LiveServer, authorization: str | None
+    server: LiveServer, authorization: str | None, gzipped: bool
 ) -> None:
     kit = enroll_kit(server)
     if authorization is not None:
         authorization = authorization.replace("{kit}", kit.kit_id)
     # 8 MB declared, 64 KiB sent: the server answers having read at most 64 KiB.
     status, body = _answer_to_partial_upload(
-        server, authorization, declared=8_000_000, sent=64 * 1024
+        server, authorization, declared=8_000_000, sent=64 * 1024, gzipped=gzipped
     )
     assert status == 401
     assert body["error"] == "unauthenticated"
@@ -222,3 +229,27 @@ def test_a_revoked_kit_big_upload_gets_403_unread(server: LiveServer) -> None:
     )
     assert status == 403
     assert body["error"] == "kit_revoked"
+
+
+def test_api_answers_are_compressed_and_attendee_pages_are_not(server: LiveServer) -> None:
+    kit = enroll_kit(server)
+    records = [visit_record(kit.kit_id) for _ in range(20)]
+    body = json.dumps({"kit_id": kit.kit_id, "records": [envelope(r) for r in records]})
+    asked = {**kit.headers, "Accept-Encoding": "gzip"}
+    zipped = _post(server, "/ingest", body.encode(), asked)
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    results = p.IngestResponse.model_validate_json(zipped.content).results
+    assert [r.status for r in results] == ["accepted"] * 20
+    plain = _post(
+        server,
+        "/have",
+        json.dumps({"record_ids": [r.record_id for r in results]}).encode(),
+        {**kit.headers, "Accept-Encoding": "identity"},
+    )
+    assert "Content-Encoding" not in plain.headers
+    assert len(p.HaveResponse.model_validate_json(plain.content).have) == 20
+    page = requests.get(
+        f"{server.url}/r/TEST-CODE-0000", headers={"Accept-Encoding": "gzip"}, timeout=10
+    )
+    assert len(page.content) > 1000  # big enough that compression would apply
+    assert "Content-Encoding" not in page.headers

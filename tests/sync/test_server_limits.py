@@ -121,6 +121,23 @@ def test_database_buckets_keep_no_address_or_code(db_url: str) -> None:
         store.close()
 
 
+def test_buckets_full_again_are_swept_from_the_table(db_url: str) -> None:
+    store = ServerStore(db_url)
+    try:
+        clock = ManualClock()
+        buckets = DatabaseBuckets(store.engine, "network", 3, 60.0, clock=clock)
+        buckets.PRUNE_EVERY = 5
+        for i in range(4):
+            buckets.take(f"ip:198.51.100.{i}")
+        clock.now = 61.0  # a whole period later: those buckets are full again
+        buckets.take("ip:203.0.113.1")  # the fifth take sweeps
+        with store.engine.connect() as conn:
+            rows = conn.exec_driver_sql("SELECT updated FROM rate_limit").all()
+        assert [float(r[0]) for r in rows] == [61.0]
+    finally:
+        store.close()
+
+
 def test_networks_are_counted_by_address_and_ipv6_by_64() -> None:
     assert network_key("198.51.100.7") != network_key("198.51.100.8")
     assert network_key("2001:db8:1:2::1") == network_key("2001:db8:1:2:ffff::9")
@@ -161,6 +178,30 @@ def test_guessing_a_codes_signature_locks_that_code_only(
     assert requests.get(f"{server.url}/r/{code}", timeout=10).status_code == 404
     clock.now += 120
     assert get(code, "GUESS99997").status_code == 404
+
+
+def test_the_withdrawal_form_is_no_way_round_the_code_limit(
+    guarded: tuple[LiveServer, ManualClock],
+) -> None:
+    server, _clock = guarded
+    kit = enroll_kit(server)
+    code = "AAAA-BBBB-CCCC"
+
+    def post(sig: str) -> requests.Response:
+        return requests.post(
+            f"{server.url}/r/{code}/withdraw",
+            data={"s": sig, "l": "es", "confirm": "yes"},
+            timeout=10,
+        )
+
+    statuses = [post(f"GUESS{i:05d}").status_code for i in range(7)]
+    assert statuses == [404] * 5 + [429] * 2
+    limited = post("GUESS99999")
+    assert limited.headers["Retry-After"] == "120" and 'lang="es"' in limited.text
+    # The code's page counts the same attempts.
+    page = requests.get(f"{server.url}/r/{code}", params={"s": "GUESS99998"}, timeout=10)
+    assert page.status_code == 429
+    assert post(CODES.sign(code, kit.slip_key)).status_code == 200  # its holder still can
 
 
 def test_rotating_forwarded_addresses_does_not_dodge_the_code_limit(db_url: str) -> None:
@@ -288,3 +329,15 @@ def test_the_limit_counts_once_across_four_workers(tmp_path: Path, pg_cluster: s
     assert spread >= 2, "the requests did not reach more than one worker"
     # One allowance for the address, however many workers served it.
     assert statuses == [404] * 12 + [429] * 12
+
+
+def test_several_workers_on_sqlite_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from popup_kit.cli import main
+
+    config = tmp_path / "server.toml"
+    config.write_text('database_url = "server.sqlite3"\n')
+    assert main(["server", "run", "--workers", "2", "--config", str(config)]) == 1
+    assert "--workers above 1 needs PostgreSQL" in capsys.readouterr().err
+    assert not (tmp_path / "server.sqlite3").exists()  # refused before anything is made

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from forms.texts import ces_warning, outcome_text
-from sync.server import booking_pages, landing
+from sync.server import booking_pages, landing, withdraw_pages
 from sync.server.withdraw_pages import offer
 from tests.sync.live_server import (
     LiveServer,
@@ -37,6 +37,10 @@ def _pages(language: str) -> dict[str, landing.Page]:
     }
     for level in LEVELS:
         pages[level] = landing.next_steps(CODE, level, language, "112")
+    # The withdrawal pages reached from the slip's page.
+    pages["offer"] = offer(landing.pending(CODE, language, "112"), CODE, "0" * 10, language)
+    pages["withdraw_confirm"] = withdraw_pages.confirm(CODE, "0" * 10, language, "112")
+    pages["withdrawn"] = withdraw_pages.withdrawn(CODE, language, "112")
     return pages
 
 
@@ -98,9 +102,16 @@ def test_a_spanish_slip_is_spanish_before_it_syncs(server: LiveServer) -> None:
         page = _get(server, code, **params)
         assert page.status_code == 404
         assert page.text == landing.not_found("es", "112").html
-    nonsense = _get(server, "NOPE", l="es")
-    assert nonsense.status_code == 404 and nonsense.text == landing.not_found("es", "112").html
-    assert nonsense.headers["Cache-Control"] == "no-store"
+    for code, params in (
+        ("NOPE", {"l": "es"}),
+        ("NOPE/extra", {"l": "es"}),  # no such route
+        (CODE, {"s": "9" * 500, "l": "es"}),  # over-long signature
+        (CODE, {"s": "0" * 10, "l": "es" * 200}),  # over-long language
+    ):
+        page = _get(server, code, **params)
+        expected = landing.not_found("es" if len(params["l"]) == 2 else "en", "112")
+        assert page.status_code == 404 and page.text == expected.html, code
+        assert page.headers["Cache-Control"] == "no-store"
 
 
 def test_a_synced_spanish_visit_is_spanish(server: LiveServer) -> None:

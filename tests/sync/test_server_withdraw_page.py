@@ -4,10 +4,13 @@ idempotent, and afterwards the page says only that consent was withdrawn."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import re
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +23,7 @@ from sync.server.withdraw_pages import TEXTS
 from tests.sync.live_server import (
     EnrolledKit,
     LiveServer,
+    ManualClock,
     PlainCodes,
     consent_record,
     enroll_kit,
@@ -258,3 +262,112 @@ def test_pages_carry_no_script_and_post_only_to_the_server(centre: LiveServer) -
     assert confirm.headers["Cache-Control"] == "no-store"
     assert not re.search(r"<(script|iframe|img|link)\b|\son\w+=", confirm.text)
     assert "Set-Cookie" not in confirm.headers
+    # Every style block of the page and of the offer is allowed by its hash, none other.
+    offered = _page(centre, kit, code)
+    for page in (confirm, offered):
+        blocks = re.findall(r"<style>(.*?)</style>", page.text, flags=re.S)
+        assert len(blocks) == 2
+        for block in blocks:
+            digest = base64.b64encode(hashlib.sha256(block.encode()).digest()).decode()
+            assert f"'sha256-{digest}'" in page.headers["Content-Security-Policy"]
+
+
+def test_a_withdrawal_landing_while_its_visit_is_ingested_still_scrubs_it(
+    centre: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page's withdrawal commits after the batch was checked for withdrawn codes and
+    before the visit is inserted: the insert itself still sees it."""
+    kit = enroll_kit(centre)
+    code = CODES.new_code()
+    store = centre.store
+    checked = store._withdrawn_codes
+
+    def then_withdrawn(*args: Any) -> set[str]:
+        found = checked(*args)
+        store.withdraw_by_attendee(kit.kit_id, code, "en")
+        return found
+
+    monkeypatch.setattr(store, "_withdrawn_codes", then_withdrawn)
+    visit = visit_record(kit.kit_id, code=code, triage="urgent", contact=CONTACT)
+    assert ingest(centre, kit, [visit]).json()["results"][0]["status"] == "accepted"
+    monkeypatch.undo()
+    # A record of the visit arriving afterwards is scrubbed on arrival too.
+    ingest(centre, kit, [consent_record(kit.kit_id, visit["body"]["visit_id"])])
+    stored = _rows(centre, kit.kit_id)
+    for private in (CONTACT["name"], "unilateral", "read_aloud_tap"):
+        assert private not in stored, private
+    _only_withdrawn(_page(centre, kit, code), EN)
+
+
+def test_withdrawal_pages_share_the_landing_rate_limit(sqlite_url: str) -> None:
+    clock = ManualClock()
+    with run_server(
+        sqlite_url, code_rules=CODES, rate_clock=clock, landing_rate=(2, 60.0)
+    ) as server:
+        kit = enroll_kit(server)
+        code = CODES.new_code()
+        sig = CODES.sign(code, kit.slip_key)
+        confirm = requests.get(_url(server, code, "/withdraw"), params={"s": sig}, timeout=10)
+        assert confirm.status_code == 200
+        assert _page(server, kit, code).status_code == 200
+        limited = _post(server, code, {"s": sig, "confirm": "yes"})
+        assert limited.status_code == 429 and int(limited.headers["Retry-After"]) > 0
+        again = requests.get(_url(server, code, "/withdraw"), params={"s": sig}, timeout=10)
+        assert again.status_code == 429
+        assert server.store.attendee_withdrawal(kit.kit_id, code) is None
+        clock.now += 60
+        assert _post(server, code, {"s": sig, "confirm": "yes"}).status_code == 200
+        assert server.store.attendee_withdrawal(kit.kit_id, code) is not None
+
+
+def test_wrong_signatures_posted_spend_the_codes_allowance(sqlite_url: str) -> None:
+    with run_server(
+        sqlite_url, code_rules=CODES, rate_clock=ManualClock(), code_attempts=(3, 3600.0)
+    ) as server:
+        kit = enroll_kit(server)
+        code = CODES.new_code()
+        guesses = [
+            _post(server, code, {"s": CODES.sign(code, secrets.token_bytes(32)), "confirm": "yes"})
+            for _ in range(4)
+        ]
+        assert [g.status_code for g in guesses] == [404, 404, 404, 429]
+        assert server.store.attendee_withdrawal(kit.kit_id, code) is None
+        # The slip's own signature is never locked out by someone guessing.
+        right = _post(server, code, {"s": CODES.sign(code, kit.slip_key), "confirm": "yes"})
+        assert right.status_code == 200
+        assert server.store.attendee_withdrawal(kit.kit_id, code) is not None
+
+
+def test_withdrawal_after_sync_leaves_no_contact_in_the_servers_files(sqlite_url: str) -> None:
+    path = Path(sqlite_url.removeprefix("sqlite:///"))
+    with run_server(sqlite_url, code_rules=CODES) as server:
+        kit = enroll_kit(server)
+        code, other = CODES.new_code(), CODES.new_code()
+        ingest(server, kit, _visit(kit, code))
+        kept = {"name": "Marisol Ybarra", "phone": "+34 622 456 789"}
+        ingest(server, kit, [visit_record(kit.kit_id, code=other, contact=kept)])
+
+        def on_disk() -> bytes:
+            files = [path, path.with_name(path.name + "-wal")]
+            return b"".join(f.read_bytes() for f in files if f.exists())
+
+        assert CONTACT["name"].encode() in on_disk()  # the scan sees what is there
+        _withdraw(server, kit, code)
+        held = on_disk()
+        assert CONTACT["name"].encode() not in held and CONTACT["phone"].encode() not in held
+        assert kept["name"].encode() in held
+
+
+def test_a_visit_withdrawn_on_its_page_leaves_the_export(centre: LiveServer) -> None:
+    from sync.server.export import shared_referrals
+
+    kit = enroll_kit(centre)
+    code, other = CODES.new_code(), CODES.new_code()
+    ingest(centre, kit, _visit(kit, code) + _visit(kit, other))
+
+    def exported() -> set[str]:
+        return {r.code for r in shared_referrals(centre.store.engine)}
+
+    assert exported() == {code, other}  # both shared (C2) before
+    _withdraw(centre, kit, code)
+    assert exported() == {other}

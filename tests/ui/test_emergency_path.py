@@ -304,7 +304,9 @@ async def test_200_typed_fast_for_the_age_stays_on_the_age(
         assert question is not None and question.id == "age_years"
         assert app.screen.query_one("#number", Input).value == "200"
         assert "200" not in str(app.visit.flow.canonical_answers())
-        assert text_of(app, "#message") == "must be a whole number from 0 to 120, got 200"
+        assert text_of(app, "#message") == (
+            "200 is not possible here: type a whole number from 0 to 120."
+        )
         # corrected in place: the next question gets only its own key
         await pilot.press("backspace", "backspace", "backspace", "4", "0")
         await pilot.pause(GRACE_SECONDS + 0.2)
@@ -346,3 +348,24 @@ async def test_impossible_onset_is_refused_on_screen(make_app: Callable[[], Boot
         question = app.visit.flow.current()
         assert question is not None and question.id == "back_pain_onset_age"
         assert text_of(app, "#message") == "is more than the age now (58): give at most 58"
+
+
+async def test_deleting_back_to_a_valid_age_never_answers_it(
+    make_app: Callable[[], BoothApp],
+) -> None:
+    """200 refused, one backspace shows 20: that is not an answer until Enter."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start_day(pilot, app)
+        await begin_visit(pilot)
+        await pilot.press("2", "0", "0")
+        await pilot.pause()
+        await pilot.press("backspace")
+        await pilot.pause(GRACE_SECONDS + 0.3)
+        assert app.visit is not None
+        question = app.visit.flow.current()
+        assert question is not None and question.id == "age_years"
+        assert "age_years" not in app.visit.flow.canonical_answers()
+        await pilot.press("backspace", "backspace", "5", "8")
+        await pilot.pause(GRACE_SECONDS + 0.3)
+        assert app.visit.flow.canonical_answers()["age_years"] == 58

@@ -12,7 +12,7 @@ from popup_kit.config import KitConfig
 from popup_kit.services import VisitService
 from popup_kit.ui.app import BoothApp
 from popup_kit.ui.screens.emergency import EmergencyScreen
-from popup_kit.ui.screens.home import HomeScreen
+from popup_kit.ui.screens.home import RECORDS_NOTE, HomeScreen
 from popup_kit.ui.screens.outcome import (
     ContactScreen,
     OutcomeScreen,
@@ -78,7 +78,10 @@ async def test_self_care_visit_is_saved_without_contact(
         assert re.search(r"Self-care\s+1\b", counts)
         assert re.search(r"Urgent\s+0\b", counts)
         # the visit and its consent record
-        assert text_of(app, "#unsent") == "Not sent yet: 1 visit (2 records), oldest 0m"
+        assert text_of(app, "#unsent").splitlines() == [
+            "Only on this laptop: 1 visit (2 records), oldest 0m",
+            RECORDS_NOTE,
+        ]
     service = stored()
     (visit,) = service.list_visits()
     assert visit.code == code and visit.triage == "self_care"
@@ -397,3 +400,101 @@ async def test_escape_from_not_screened_returns_to_the_age_and_counts_nothing(
         question = app.visit.flow.current()
         assert question is not None and question.id == "_capacity"
     assert stored().counts_for_day(NOW_DAY) == {}
+
+
+async def test_c3_with_no_contact_entered_asks_before_going_on(
+    make_app: Callable[[], BoothApp], stored: Stored
+) -> None:
+    from popup_kit.ui.screens.dialogs import ConfirmScreen
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start_day(pilot, app)
+        await begin_visit(pilot)
+        await answer_until_done(pilot, app, {**SELF_CARE, "c3": True})
+        await finish_from_outcome(pilot, app)
+        assert isinstance(app.screen, ContactScreen)
+        await pilot.press("enter", "enter")  # both boxes left empty
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "will not be called" in str(app.screen.query_one(".dialog-text").render())
+        await pilot.press("n")
+        await pilot.pause()
+        assert isinstance(app.screen, ContactScreen)  # back to fill them in
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)  # Esc asks the same
+        await pilot.press("y")
+        await pilot.pause()
+        assert isinstance(app.screen, ReviewScreen)
+        await save_from_review(pilot, app)
+    (visit,) = stored().list_visits()
+    assert visit.consent["c3"] is True and visit.contact is None
+
+
+async def test_a_queue_visit_home_digit_then_p_saves_and_prints(
+    make_app: Callable[[], BoothApp], stored: Stored, config: KitConfig
+) -> None:
+    """A language key on home starts the visit; p on the outcome saves and prints."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start_day(pilot, app)
+        await pilot.press("2")
+        await pilot.pause()
+        assert isinstance(app.screen, VisitScreen)
+        assert app.visit is not None and app.visit.language == "es"
+        await answer_until_done(pilot, app, SELF_CARE)
+        assert isinstance(app.screen, OutcomeScreen)
+        await pilot.press("p")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, SavedScreen)
+        assert "no printer set" in text_of(app, "#print-status")
+        code = screen.code
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, HomeScreen)
+    (visit,) = stored().list_visits()
+    assert visit.code == code and visit.language == "es" and visit.triage == "self_care"
+    assert (config.slips_dir / f"{code}-receipt80.pdf").exists()
+
+
+async def test_p_on_the_outcome_still_takes_the_contact_first(
+    make_app: Callable[[], BoothApp],
+) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start_day(pilot, app)
+        await begin_visit(pilot)
+        await answer_until_done(pilot, app, {**SELF_CARE, "c3": True})
+        await pilot.press("p")
+        await pilot.pause()
+        assert isinstance(app.screen, ContactScreen)
+
+
+async def test_the_consent_information_pages_with_space(
+    make_app: Callable[[], BoothApp],
+) -> None:
+    from popup_kit.ui.screens.visit import ConsentInfoScreen
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start_day(pilot, app)
+        await begin_visit(pilot)
+        await answer_until_done(pilot, app, SELF_CARE, until="_capacity")
+        await pilot.press("y")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, ConsentInfoScreen)
+        script = screen.query_one("#script")
+        assert script.max_scroll_y > 0
+        await pilot.press("space")  # one key for a page, not a press per line
+        await pilot.pause()
+        assert script.scroll_y == min(script.max_scroll_y, script.size.height)
+        await pilot.press("pageup")
+        await pilot.pause()
+        assert script.scroll_y == 0
+        await pilot.press("pagedown")
+        await pilot.pause()
+        assert script.scroll_y == min(script.max_scroll_y, script.size.height)

@@ -246,3 +246,38 @@ async def test_a_void_visit_is_marked_in_the_list_and_cannot_be_reprinted(
             (note,) = [str(n.message) for n in app._notifications]
             assert "VOID" in note and "duplicate" in note and visit.code in note
         assert sorted(config.slips_dir.iterdir()) == slips  # no slip made
+
+
+async def test_the_correction_screen_uses_the_visits_labels_keys_and_order(
+    make_app: Callable[[], BoothApp], stored: Callable[[], VisitService]
+) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await start_day(pilot, app)
+        await record(pilot, app, SELF_CARE)
+        await pilot.press("l", "enter", "c")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, CorrectScreen)
+        table = screen.query_one(DataTable)
+        labels = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+        assert not any("_" in label for label in labels), labels  # no field names
+        backend = app.backend
+        assert backend is not None
+        asked = backend.forms.question("_ces_saddle")
+        assert asked is not None
+        row = table.get_row_index("ces_saddle_numbness")
+        assert labels[row].rstrip("…") in asked.prompt["en"]
+        assert labels[0].startswith("How old")  # the visit's first question first
+        assert row < table.get_row_index("pain_nrs")
+        await pilot.press(*["down"] * row, "enter")
+        await pilot.pause()
+        edit = app.screen
+        assert isinstance(edit, EditAnswerScreen)
+        assert sorted(c.key for c in edit.question.choices) == sorted(
+            c.key for c in asked.choices
+        )  # n/w/s as in the visit
+        await pilot.press("w")
+        await pilot.pause()
+        assert isinstance(app.screen, CorrectScreen)
+        assert screen.answers["ces_saddle_numbness"] == "new_or_worsening"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import events
@@ -17,11 +18,45 @@ from popup_kit.ui.screens.visit import allowed, display_value
 from popup_kit.ui.widgets import ChoiceBar, ChoiceButton
 
 if TYPE_CHECKING:
-    from forms import Question
+    from forms import Forms, Question
     from popup_kit.domain import VisitRecord
     from popup_kit.ui.app import BoothApp
 
 MISSING = "—"
+
+
+def correction_question(forms: Forms, name: str) -> Question | None:
+    """The question to correct canonical field ``name``, with the keys the visit used.
+
+    A derived field (the cauda equina answers, weight loss) is corrected by value, but
+    each value keeps the key of the visit's answer that gives it (n/w/s as in the visit);
+    only values no single answer gives get a number."""
+    question = forms.field_question(name)
+    derivation = next((d for d in forms.derivations if d.field == name), None)
+    if question is None or derivation is None or question.kind != "choice":
+        return question
+    source = forms.question(derivation.source_question)
+    if source is None:
+        return question
+    env = forms.base_env()
+    keys: dict[Any, str] = {}
+    for choice in source.choices:
+        value = derivation.value({**env, source.id: choice.value})
+        if value is not None and value not in keys:
+            keys[value] = choice.key
+    spare_keys = [c.key for c in source.choices if c.key not in keys.values()]
+    spare_values = [c.value for c in question.choices if c.value not in keys]
+    if len(spare_keys) == 1 and len(spare_values) == 1:
+        keys[spare_values[0]] = spare_keys[0]
+    numbers = (str(i) for i in range(1, 10) if str(i) not in keys.values())
+    for value in spare_values:
+        keys.setdefault(value, next(numbers))
+    order = {key: i for i, key in enumerate(c.key for c in source.choices)}
+    choices = sorted(
+        (dataclasses.replace(c, key=keys[c.value]) for c in question.choices),
+        key=lambda c: (order.get(c.key, len(order)), c.key),
+    )
+    return dataclasses.replace(question, choices=tuple(choices))
 
 
 class EditAnswerScreen(ModalScreen[Any]):
@@ -53,8 +88,8 @@ class EditAnswerScreen(ModalScreen[Any]):
                 )
             else:
                 shown = "" if self.value is None else display_value(None, self.value, "en")
-                yield Input(value=shown, placeholder=allowed(q), id="edit-value")
-                yield Static(f"{allowed(q)} · Enter", classes="hint")
+                yield Input(value=shown, placeholder=allowed(q, self.language), id="edit-value")
+                yield Static(f"{allowed(q, self.language)} · Enter", classes="hint")
             yield Static("", id="edit-error", classes="error")
         yield Footer()
 
@@ -80,7 +115,9 @@ class EditAnswerScreen(ModalScreen[Any]):
             value: Any = int(raw) if self.question.kind == "integer" else float(raw)
             self.dismiss(check_answer(self.question, value))
         except ValueError:
-            self.query_one("#edit-error", Static).update(f"Type {allowed(self.question)}.")
+            self.query_one("#edit-error", Static).update(
+                f"Type {allowed(self.question, self.language)}."
+            )
         except AnswerError as exc:
             self.query_one("#edit-error", Static).update(exc.message)
 
@@ -116,32 +153,48 @@ class CorrectScreen(Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("Field", "Answer", "")
+        table.add_columns("Question", "Answer", "")
         self._fill()
         table.focus()
 
+    @property
+    def language(self) -> str:
+        return self.app.config.default_language
+
     def _rows(self) -> list[tuple[str, Question | None, Any]]:
-        """(row key, question, value): every field, instrument items one by one."""
+        """(row key, question, value): every field in the order the visit asks it,
+        instrument items one by one."""
         backend = self.app.backend
         assert backend is not None
-        rows: list[tuple[str, Question | None, Any]] = []
-        for name, spec in backend.forms.fields.items():
+        forms = backend.forms
+        asked = {qid: i for i, qid in enumerate(forms.by_id)}
+        sources = {d.field: d.source_question for d in forms.derivations}
+        rows: list[tuple[int, str, Question | None, Any]] = []
+        for name, spec in forms.fields.items():
             if spec.keys:
                 value = self.answers.get(name)
                 if isinstance(value, dict):
                     for key, question in spec.keys:
-                        rows.append((f"{name}.{key}", question, value.get(key)))
+                        place = asked.get(question.id, len(asked))
+                        rows.append((place, f"{name}.{key}", question, value.get(key)))
                 continue
-            rows.append((name, backend.question(name), self.answers.get(name)))
-        return rows
+            place = asked.get(sources.get(name, name), len(asked))
+            rows.append((place, name, correction_question(forms, name), self.answers.get(name)))
+        rows.sort(key=lambda row: row[0])
+        return [(key, question, value) for _, key, question, value in rows]
 
     def _fill(self) -> None:
         table = self.query_one(DataTable)
         row = table.cursor_row
         table.clear()
+        lang = self.language
         for key, question, value in self._rows():
-            shown = MISSING if value is None else display_value(question, value, "en")
-            table.add_row(key, shown, "changed" if key in self.changed else "", key=key)
+            shown = MISSING if value is None else display_value(question, value, lang)
+            label = key if question is None else localized(question.prompt, lang)
+            label = label.replace("\n", " ")
+            if len(label) > 50:
+                label = label[:49] + "…"
+            table.add_row(label, shown, "changed" if key in self.changed else "", key=key)
         if table.row_count:
             table.move_cursor(row=min(row, table.row_count - 1))
 
@@ -164,7 +217,7 @@ class CorrectScreen(Screen[None]):
             self.changed.add(key)
             self._fill()
 
-        self.app.push_screen(EditAnswerScreen(question, value, "en"), done)
+        self.app.push_screen(EditAnswerScreen(question, value, self.language), done)
 
     def action_save(self) -> None:
         if not self.changed:
@@ -193,7 +246,11 @@ class CorrectScreen(Screen[None]):
                 return
             self.app.controller.correction_saved(self.visit, saved)
 
-        changed = ", ".join(sorted(self.changed))
+        labels = {key: q for key, q, _ in self._rows()}
+        changed = "; ".join(
+            localized(q.prompt, self.language)[:40] if (q := labels.get(key)) else key
+            for key in sorted(self.changed)
+        )
         self.app.push_screen(ConfirmScreen(f"Save a new version changing: {changed}?"), confirmed)
 
     def action_cancel(self) -> None:

@@ -78,6 +78,7 @@ class EmergencyScreen(Screen[None]):
             yield Static(
                 f"Volunteer: once the person knows to go now, type {CONFIRM_WORD} and Enter.",
                 id="emergency-ack-help",
+                classes="volunteer",
             )
             yield Static(self._ack_text(), id="ack")
 

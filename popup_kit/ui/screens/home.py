@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
@@ -16,6 +17,11 @@ from popup_kit import logs
 if TYPE_CHECKING:
     from popup_kit.domain import UnsentStatus
     from popup_kit.ui.app import BoothApp
+
+PLACEHOLDER_WARNING = (
+    "The QR codes lead nowhere yet: [server] base_url in kit.toml is still the example "
+    "(triage.example.org). Slips say so; tell the coordinator."
+)
 
 COUNT_ROWS = (
     ("emergency", "Emergency"),
@@ -38,15 +44,26 @@ def age_words(delta: timedelta) -> str:
     return f"{minutes // (24 * 60)}d"
 
 
-def unsent_line(unsent: UnsentStatus, now: datetime) -> str:
-    """What is still only on this laptop, in words."""
+RECORDS_NOTE = "(a visit, its consent choices and each correction are sent as separate records)"
+
+
+def unsent_line(unsent: UnsentStatus, now: datetime, *, enrolled: bool = True) -> str:
+    """What is still only on this laptop, in words: one sentence per state, never
+    "reached the server" for a kit that has no server."""
     if unsent.count == 0:
-        line = "Everything recorded here has reached the triage server."
+        line = (
+            "Everything recorded here has reached the triage server."
+            if enrolled
+            else "Nothing is waiting to be sent."
+        )
     else:
         visits = f"{unsent.visits} visit{'s' if unsent.visits != 1 else ''}"
-        line = f"Not sent yet: {visits} ({unsent.count} records)"
+        lead = "Not sent yet" if enrolled else "Only on this laptop"
+        line = f"{lead}: {visits} ({unsent.count} records)"
         if unsent.oldest is not None:
             line += f", oldest {age_words(now - unsent.oldest)}"
+        if unsent.count != unsent.visits:
+            line += f"\n{RECORDS_NOTE}"
     if unsent.set_aside:
         line += f"\nSet aside (need a coordinator): {unsent.set_aside}"
     if unsent.last_error:
@@ -78,7 +95,11 @@ def sync_line(
 
 
 class HomeScreen(Screen[None]):
+    """The day at a glance; the counts follow the store on their own (another process,
+    such as a command run by the coordinator, may add or void visits)."""
+
     app: BoothApp
+    REFRESH_SECONDS: ClassVar[float] = 5.0
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("n", "app.new_visit", "New visit"),
@@ -86,6 +107,7 @@ class HomeScreen(Screen[None]):
         Binding("r", "resume", "Resume draft"),
         Binding("s", "app.sync_now", "Sync now"),
         Binding("q", "app.quit", "Quit"),
+        *(Binding(str(i), f"app.new_visit_in({i})", show=False) for i in range(1, 10)),
     ]
 
     def compose(self) -> ComposeResult:
@@ -97,11 +119,26 @@ class HomeScreen(Screen[None]):
             yield Static("", id="unsent", classes="status")
             yield Static("", id="sync")
             yield Static("", id="drafts", classes="warning")
-            yield Static("[b]\\[n][/b] new visit   [b]\\[l][/b] visit list", classes="hint")
+            if cfg.server_is_placeholder:
+                yield Static(Text(PLACEHOLDER_WARNING), id="placeholder", classes="warning")
+            names = self.app.backend.forms.languages if self.app.backend is not None else {}
+            languages = "   ".join(
+                f"[b]\\[{i}][/b] {names.get(code, code)}"
+                for i, code in enumerate(list(cfg.languages)[:9], 1)
+            )
+            yield Static(
+                f"[b]\\[n][/b] new visit   {languages}   [b]\\[l][/b] visit list",
+                classes="hint",
+            )
         yield Footer()
 
     def on_mount(self) -> None:
         self.refresh_counts()
+        self.set_interval(self.REFRESH_SECONDS, self._refresh_if_shown)
+
+    def _refresh_if_shown(self) -> None:
+        if self.is_current:
+            self.refresh_counts()
 
     def on_screen_resume(self) -> None:
         self.refresh_counts()
@@ -129,7 +166,9 @@ class HomeScreen(Screen[None]):
         for key, label in COUNT_ROWS:
             lines.append(f"  {label:<16} {counts.get(key, 0):>4}")
         self.query_one("#counts", Static).update("\n".join(lines))
-        self.query_one("#unsent", Static).update(unsent_line(unsent, now))
+        self.query_one("#unsent", Static).update(
+            unsent_line(unsent, now, enrolled=app.sync_enrolled)
+        )
         last = app.last_sync
         summary = last.summary if last is not None else None
         error = last.error if last is not None else None

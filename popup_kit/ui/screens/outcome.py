@@ -32,6 +32,15 @@ LEVEL_TITLES = {
 }
 
 
+def level_title(level: str, language: str) -> str:
+    """The level as a heading in ``language`` (the kit's own words in English)."""
+    if language == "en":
+        return LEVEL_TITLES.get(level, level)
+    from forms.texts import level_name
+
+    return level_name(level, language).upper()
+
+
 def bullet(lines: Iterable[str]) -> str:
     return "\n".join(f"• {line}" for line in lines)
 
@@ -81,6 +90,7 @@ class OutcomeScreen(Screen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "continue", "Continue", priority=True),
+        Binding("p", "save_and_print", "Save and print"),
         Binding("escape", "back", "Back"),
     ]
 
@@ -110,7 +120,7 @@ class OutcomeScreen(Screen[None]):
         view = self.view
         lang, level = view.language, view.level
         title, instruction, steps = backend.outcome_text(level, lang)
-        yield Static(f"popup-kit · outcome · {LEVEL_TITLES.get(level, level)}", classes="title-bar")
+        yield Static(f"popup-kit · {level_title(level, lang)}", classes="title-bar")
         with VerticalScroll(classes="body", id="outcome-body"):
             yield Static(title, id="outcome-title", classes=f"level level-{level}")
             yield Static(instruction, id="outcome-instruction", classes="prompt")
@@ -137,10 +147,28 @@ class OutcomeScreen(Screen[None]):
                 Text.assemble(Text(heading, style="bold"), "\n", bullet(signs)), id="outcome-ces"
             )
         yield Static(screen_text("continue", lang), classes="hint")
+        if self._saves_at_once():
+            yield Static(
+                "Volunteer: p saves and prints now · Enter: review the answers first",
+                classes="hint volunteer",
+            )
         yield Footer()
+
+    def _saves_at_once(self) -> bool:
+        """A first visit with nothing more to ask (no contact to take) can be saved here."""
+        session = self.app.visit
+        return (
+            self.purpose == "visit" and session is not None and not session.flow.consent().get("c3")
+        )
 
     def action_continue(self) -> None:
         self.post_message(self.Continued(self.purpose))
+
+    def action_save_and_print(self) -> None:
+        if not self._saves_at_once():
+            self.action_continue()
+            return
+        save_visit_and_show(self)
 
     def action_back(self) -> None:
         if self.purpose != "visit":  # a saved correction is not undone by Esc
@@ -154,21 +182,34 @@ class OutcomeScreen(Screen[None]):
 
 
 class ContactScreen(Screen[None]):
-    """Name and phone, asked only when consent C3 was granted."""
+    """Name and phone, asked only when consent C3 was granted; leaving them empty is
+    asked about once, since the person agreed to be called."""
 
     app: BoothApp
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "skip", "Skip contact")]
 
+    @property
+    def language(self) -> str:
+        session = self.app.visit
+        return session.language if session is not None else self.app.config.default_language
+
     def compose(self) -> ComposeResult:
-        yield Static("popup-kit · contact for follow-up (consent C3 given)", classes="title-bar")
+        from forms import screen_text
+
+        lang = self.language
+        yield Static(f"popup-kit · {screen_text('contact_title', lang)} (C3)", classes="title-bar")
         with Vertical(classes="body"):
-            yield Static("Name", classes="label")
+            yield Static(screen_text("name", lang), classes="label")
             yield Input(id="contact-name", max_length=80)
-            yield Static("Phone", classes="label")
+            yield Static(screen_text("phone", lang), classes="label")
             yield Input(id="contact-phone", max_length=30, restrict=r"[0-9+() -]*")
             yield Static("", id="contact-error", classes="error")
-            yield Static("Enter moves on · Esc: continue without contact", classes="hint")
+            yield Static(screen_text("contact_hint", lang), classes="hint")
+            yield Static(
+                "Volunteer: Esc continues without contact (the person will not be called).",
+                classes="volunteer-prompt",
+            )
         yield Footer()
 
     def on_mount(self) -> None:
@@ -183,17 +224,30 @@ class ContactScreen(Screen[None]):
         if event.input.id == "contact-name":
             self.query_one("#contact-phone", Input).focus()
             return
+        from forms import screen_text
         from popup_kit.domain import Contact, VisitRefused
-        from popup_kit.services import check_contact
+        from popup_kit.services import MIN_PHONE_DIGITS, check_contact
 
         session = self.app.visit
         assert session is not None
+        lang = self.language
         name = self.query_one("#contact-name", Input).value
         phone = self.query_one("#contact-phone", Input).value
+        if not name.strip() and not phone.strip():
+            self.action_skip()
+            return
+        error = self.query_one("#contact-error", Static)
+        if not name.strip():
+            error.update(screen_text("contact_no_name", lang))
+            self.query_one("#contact-name", Input).focus()
+            return
+        if sum(ch.isdigit() for ch in phone) < MIN_PHONE_DIGITS:
+            error.update(screen_text("contact_short_phone", lang, digits=MIN_PHONE_DIGITS))
+            return
         try:
             contact = check_contact(Contact(name, phone), session.flow.consent())
         except VisitRefused as exc:
-            self.query_one("#contact-error", Static).update(f"{exc}. Or press Esc to skip.")
+            error.update(Text(f"{exc}"))
             return
         session.contact = contact
         self._keep()
@@ -209,11 +263,25 @@ class ContactScreen(Screen[None]):
                 self.notify(f"Draft not saved ({exc}).", severity="error")
 
     def action_skip(self) -> None:
-        session = self.app.visit
-        assert session is not None
-        session.contact = None
-        self._keep()
-        self.app.switch_screen(ReviewScreen())
+        from popup_kit.ui.screens.dialogs import ConfirmScreen
+
+        def sure(yes: bool | None) -> None:
+            if not yes:
+                self.query_one("#contact-name", Input).focus()
+                return
+            session = self.app.visit
+            assert session is not None
+            session.contact = None
+            self._keep()
+            self.app.switch_screen(ReviewScreen())
+
+        self.app.push_screen(
+            ConfirmScreen(
+                "The person agreed to be contacted (C3), but no name or phone is entered. "
+                "Continue without contact? They will not be called."
+            ),
+            sure,
+        )
 
 
 class ReviewScreen(Screen[None]):
@@ -232,13 +300,16 @@ class ReviewScreen(Screen[None]):
         outcome = session.flow.outcome()
         level = str(outcome.triage)
         yield Static(
-            f"popup-kit · review · outcome {LEVEL_TITLES.get(level, level)}", classes="title-bar"
+            f"popup-kit · review · {level_title(level, session.language)}", classes="title-bar"
         )
         yield DataTable(id="review-table", cursor_type="row", zebra_stripes=True)
+        from forms import screen_text
+
         contact = session.contact
-        contact_line = f"Contact: {contact.name}, {contact.phone}" if contact else "Contact: none"
-        yield Static(contact_line, id="review-contact")
-        yield Static("↑/↓ pick · c: change it · s/Enter: save", classes="hint")
+        label = screen_text("contact_title", session.language)
+        shown = f"{contact.name}, {contact.phone}" if contact else "—"
+        yield Static(f"{label}: {shown}", id="review-contact")
+        yield Static("↑/↓ pick · c: change it · s/Enter: save", classes="hint volunteer")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -248,8 +319,10 @@ class ReviewScreen(Screen[None]):
         session = self.app.visit
         assert session is not None
         table = self.query_one(DataTable)
-        table.add_columns("Question", "Answer")
+        from forms import screen_text
+
         lang = session.language
+        table.add_columns(screen_text("question", lang), screen_text("answer", lang))
         for question, value in session.flow.answered():
             prompt = localized(question.prompt, lang).replace("\n", " ")
             if len(prompt) > 52:
@@ -273,22 +346,29 @@ class ReviewScreen(Screen[None]):
         self.app.switch_screen(VisitScreen())
 
     def action_save(self) -> None:
-        session = self.app.visit
-        backend = self.app.backend
-        assert session is not None and backend is not None
-        try:
-            summary = backend.save_visit(session, self.app.volunteer)
-        except Exception as exc:  # nothing is lost: the visit stays open and in its draft
-            logs.failure("saving a visit failed")
-            self.notify(
-                f"The visit was NOT saved: {exc}. Press s to try again.",
-                title="Save failed",
-                severity="error",
-                timeout=20,
-            )
-            return
-        self.app.visit = None
-        self.app.switch_screen(SavedScreen(summary))
+        save_visit_and_show(self)
+
+
+def save_visit_and_show(screen: Screen[None]) -> None:
+    """Save the visit in progress and show it saved (its slip printing); on failure the
+    visit stays open, in its draft, and the volunteer is told."""
+    app: BoothApp = screen.app  # type: ignore[assignment]
+    session = app.visit
+    backend = app.backend
+    assert session is not None and backend is not None
+    try:
+        summary = backend.save_visit(session, app.volunteer)
+    except Exception as exc:  # nothing is lost: the visit stays open and in its draft
+        logs.failure("saving a visit failed")
+        screen.notify(
+            f"The visit was NOT saved: {exc}. Press the key again to retry.",
+            title="Save failed",
+            severity="error",
+            timeout=20,
+        )
+        return
+    app.visit = None
+    app.switch_screen(SavedScreen(summary))
 
 
 class SavedScreen(PrintingScreen):
@@ -308,18 +388,21 @@ class SavedScreen(PrintingScreen):
         self.triage = visit.triage
 
     def compose(self) -> ComposeResult:
+        from forms import screen_text
+
+        lang = self.visit.language
         yield Static("popup-kit · visit saved", classes="title-bar")
         with Vertical(classes="body"):
-            yield Static("Referral code", classes="label")
+            yield Static(screen_text("referral_code", lang), classes="label")
             yield Static(" ".join(self.code), id="saved-code")
             yield Static(
-                f"Outcome: {LEVEL_TITLES.get(self.triage, self.triage)}",
+                f"{screen_text('outcome', lang)}: {level_title(self.triage, lang)}",
                 classes=f"level level-{self.triage}",
             )
-            yield Static("Printing the slip…", id="print-status")
+            yield Static(screen_text("printing", lang), id="print-status", classes="volunteer")
             yield Static(
                 "Enter: home · p: print again · c: consent copy · q: QR on screen",
-                classes="hint",
+                classes="hint volunteer",
             )
         yield Footer()
 
@@ -424,17 +507,17 @@ class StoppedScreen(Screen[None]):
             if self.kind == "ineligible"
             else "Not screened: consent C1 refused. Nothing personal was stored."
         )
-        yield Static(f"popup-kit · {reason}", classes="title-bar")
+        yield Static(f"popup-kit · {level_title(self.kind, self.language)}", classes="title-bar")
         with VerticalScroll(classes="body"):
             yield Static(title, id="stopped-title", classes="level level-self_care")
             yield Static(instruction, classes="prompt")
             if steps:
                 yield Static(bullet(steps))
             yield Static(f"[b]{heading}[/b]\n" + bullet(signs))
-        hint = "Enter: done"
+        hint = f"{reason} Enter: done"
         if self.kind == "ineligible" and self.app.visit is not None:
-            hint = "Enter: done (counted as not eligible) · Esc: back to the answer"
-        yield Static(hint, classes="hint")
+            hint = f"{reason} Enter: done (counted) · Esc: back to the answer"
+        yield Static(hint, classes="hint volunteer")
         yield Footer()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

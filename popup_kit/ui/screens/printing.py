@@ -68,15 +68,18 @@ class QrScreen(ModalScreen[None]):
         Binding("escape,enter,q", "close", "Close"),
     ]
 
-    def __init__(self, code: str, url: str) -> None:
+    def __init__(self, code: str, url: str, language: str = "en") -> None:
         super().__init__()
         self.code = code
         self.url = url
+        self.language = language
 
     def compose(self) -> ComposeResult:
+        from forms import screen_text
         from printouts.qr import qr_text_art
 
-        yield Static(f"Scan with the phone camera · code {self.code}", classes="title-bar")
+        scan = screen_text("scan_qr", self.language)
+        yield Static(f"{scan} · {self.code}", classes="title-bar")
         with Center():
             # black on white set by the stylesheet, so the dark modules are the blocks
             yield Static(qr_text_art(self.url, dark_on_light=False), id="qr-art")
@@ -89,6 +92,5 @@ class QrScreen(ModalScreen[None]):
 def show_qr(app: BoothApp, visit: VisitRecord) -> None:
     from popup_kit.slips import visit_url
 
-    app.push_screen(
-        QrScreen(visit.code, visit_url(app.config, visit.code, language=visit.language))
-    )
+    url = visit_url(app.config, visit.code, language=visit.language)
+    app.push_screen(QrScreen(visit.code, url, visit.language))

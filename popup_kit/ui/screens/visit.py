@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -11,8 +12,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
-from forms import localized
-from forms.engine import describe_range
+from forms import localized, screen_text
+from forms.texts import range_text
 from popup_kit import logs
 from popup_kit.ui.widgets import ChoiceBar, ChoiceButton
 
@@ -23,12 +24,12 @@ if TYPE_CHECKING:
     from popup_kit.ui.app import BoothApp
     from popup_kit.ui.backend import VisitSession
 
-SECTION_NAMES = {
-    "eligibility": "Eligibility",
-    "consent": "Consent",
-    "screen": "Red-flag questions",
-    "instrument": "Questionnaires",
-}
+
+def section_name(section: str, language: str) -> str:
+    try:
+        return screen_text(f"section_{section}", language)
+    except KeyError:
+        return section
 
 
 def display_value(question: Question | None, value: Any, language: str) -> str:
@@ -46,8 +47,14 @@ def display_value(question: Question | None, value: Any, language: str) -> str:
     return str(value)
 
 
-def allowed(question: Question) -> str:
-    return describe_range(question.kind, question.minimum, question.maximum)
+def allowed(question: Question, language: str) -> str:
+    return range_text(question.kind, question.minimum, question.maximum, language)
+
+
+def out_of_range(question: Question, value: float) -> bool:
+    return (question.minimum is not None and value < question.minimum) or (
+        question.maximum is not None and value > question.maximum
+    )
 
 
 # A complete number waits this long before the question moves on, so a digit typed for
@@ -121,6 +128,8 @@ class ConsentInfoScreen(Screen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "continue", "Continue to consent", priority=True),
+        Binding("space,pagedown", "page_down", "Next page", show=False),
+        Binding("pageup", "page_up", "Previous page", show=False),
         Binding("escape", "back", "Back"),
     ]
 
@@ -132,11 +141,20 @@ class ConsentInfoScreen(Screen[None]):
         yield Static("Consent · information (read aloud)", classes="title-bar")
         with VerticalScroll(id="script", classes="body"):
             yield Static(self.script, classes="script")
-        yield Static("Read it aloud · ↑/↓ scroll · Enter when read", classes="hint")
+        yield Static(
+            "Volunteer: read it aloud · ↑/↓ or space to scroll · Enter when read",
+            classes="hint volunteer",
+        )
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#script").focus()
+
+    def action_page_down(self) -> None:
+        self.query_one("#script", VerticalScroll).scroll_page_down(animate=False)
+
+    def action_page_up(self) -> None:
+        self.query_one("#script", VerticalScroll).scroll_page_up(animate=False)
 
     def action_continue(self) -> None:
         session = self.app.visit
@@ -184,6 +202,7 @@ class VisitScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self._pending: Timer | None = None
+        self._typed = ""  # the number box as last seen, to tell typing from deleting
         self.advance()
 
     # --- routing ---------------------------------------------------------------------
@@ -240,8 +259,10 @@ class VisitScreen(Screen[None]):
         self.query_one("#visit-title", Static).update(
             f"popup-kit · visit · {names.get(lang, lang)} · {self.app.volunteer}"
         )
-        section = SECTION_NAMES.get(question.section, question.section)
-        self.query_one("#progress", Static).update(f"{section} · {done + 1} of {total}")
+        section = section_name(question.section, lang)
+        self.query_one("#progress", Static).update(
+            f"{section} · {done + 1} {screen_text('of', lang)} {total}"
+        )
         self.query_one("#prompt", Static).update(localized(question.prompt, lang))
         # guidance is for the volunteer: in the kit's language, whatever the visit's
         guidance = localized(question.volunteer_prompt, self.app.config.default_language)
@@ -272,8 +293,9 @@ class VisitScreen(Screen[None]):
             box.restrict = r"[0-9]*[.,]?[0-9]*" if question.kind == "number" else r"[0-9]*"
             with box.prevent(Input.Changed):
                 box.value = "" if shown is None else display_value(None, shown, lang)
-            hint = "Enter" if question.kind == "number" else "moves on when complete, or Enter"
-            self.query_one("#number-hint", Static).update(f"{allowed(question)} · {hint}")
+            self._typed = box.value
+            hint = screen_text("enter" if question.kind == "number" else "number_hint", lang)
+            self.query_one("#number-hint", Static).update(f"{allowed(question, lang)} · {hint}")
             box.focus()
 
     # --- answering -------------------------------------------------------------------
@@ -308,8 +330,12 @@ class VisitScreen(Screen[None]):
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self._cancel_pending()
+        grew = len(event.value) > len(self._typed)
+        self._typed = event.value
         question = self.question
-        if question is None or not number_complete(question, event.value):
+        # only a digit typed moves on by itself: deleting back to a valid number (200
+        # corrected to 20 on the way to 58) waits for the volunteer's Enter
+        if question is None or not grew or not number_complete(question, event.value):
             return
         event.stop()
         from forms import AnswerError
@@ -355,7 +381,8 @@ class VisitScreen(Screen[None]):
         try:
             value: float | int = int(raw) if question.kind == "integer" else float(raw)
         except ValueError:
-            self._error(f"Type {allowed(question)}.")
+            lang = self.session.language
+            self._error(screen_text("type_range", lang, allowed=allowed(question, lang)))
             return
         self._answer(question, value)
 
@@ -365,10 +392,28 @@ class VisitScreen(Screen[None]):
     def _answer(self, question: Question, value: Any) -> None:
         from forms import AnswerError
 
+        lang = self.session.language
+        if question.kind != "choice" and out_of_range(question, value):
+            shown = display_value(None, value, lang)
+            self._error(
+                screen_text("out_of_range", lang, value=shown, allowed=allowed(question, lang))
+            )
+            return
         try:
             self.session.flow.answer(value)
         except AnswerError as exc:
-            self._error(f"{exc.message}")
+            if lang == self.app.config.default_language:
+                self._error(f"{exc.message}")
+            else:  # the attendee reads their language; the detail is for the volunteer
+                self._error(screen_text("implausible", lang))
+                kit_lang = self.app.config.default_language
+                field = self.app.backend.question(exc.field) if self.app.backend else None
+                subject = localized(field.prompt, kit_lang) if field is not None else exc.field
+                if len(subject) > 40:
+                    subject = subject[:39] + "…"
+                self.query_one("#volunteer-prompt", Static).update(
+                    Text(f"Volunteer: {subject} {exc.message}")
+                )
             return
         self.save_draft()
         self.advance()

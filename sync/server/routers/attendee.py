@@ -23,6 +23,7 @@ from sync.server.store import ServerStore
 from sync.server.withdraw_pages import offer
 
 router = APIRouter()
+ODD_VALUE_LENGTH = 512
 
 
 @router.get(
@@ -41,9 +42,11 @@ def referral(
     settings: Settings,
     limits: Limits,
     calls: Calls,
-    s: str | None = Query(default=None, max_length=64),
-    l: str | None = Query(default=None, max_length=8),  # noqa: E741 (the URL's own name)
-    lang: str | None = Query(default=None, max_length=8),
+    # Generous bounds, so that an odd value gets the generic page rather than a JSON
+    # refusal: the signature's length is checked with it, the language from a known list.
+    s: str | None = Query(default=None, max_length=ODD_VALUE_LENGTH),
+    l: str | None = Query(default=None, max_length=ODD_VALUE_LENGTH),  # noqa: E741
+    lang: str | None = Query(default=None, max_length=ODD_VALUE_LENGTH),
 ) -> HTMLResponse:
     language = landing.page_language(l, lang)
     client = request.client.host if request.client else "unknown"
@@ -138,9 +141,7 @@ def _landing(
         language = landing.page_language(found.language, language)
         # The booth that made the slip says which number to call; version 1 bodies did not.
         number = found.emergency_number or emergency_number
-        if found.void:
-            return landing.not_shared(code, language, number)
-        if not found.shared or found.level is None:
+        if found.void or not found.shared or found.level is None:
             return offer(landing.not_shared(code, language, number), code, sig, language)
         page = landing.next_steps(code, found.level, language, number, booth=found.booth)
         return offer(page, code, sig, language)

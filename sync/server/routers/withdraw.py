@@ -74,11 +74,12 @@ def withdrawn_page(
 ) -> landing.Page | None:
     """The page after a withdrawal (on the slip's page or at the booth), else None."""
     done = store.attendee_withdrawal(kit_id, code)
-    if done is None:
-        found = store.referral(code, kit_id)
-        if found is None or not found.withdrawn:
-            return None
-    return pages.withdrawn(code, language_for(store, kit_id, code, asked), emergency_number)
+    found = store.referral(code, kit_id)
+    if done is None and (found is None or not found.withdrawn):
+        return None
+    # The booth's own number when its visit has arrived (the skeleton keeps the booth).
+    number = (found.emergency_number if found else None) or emergency_number
+    return pages.withdrawn(code, language_for(store, kit_id, code, asked), number)
 
 
 @router.get("/r/{code}/withdraw", response_class=HTMLResponse, responses=_RESPONSES)
@@ -127,8 +128,11 @@ async def withdraw(
     if form.get("confirm") != "yes" or sig is None or len(sig) > 64:
         return _html(landing.not_found(lang, settings.emergency_number))
     page = await run_in_threadpool(
-        _withdraw, store, rules, code, sig, lang, settings.emergency_number
+        _withdraw, store, rules, limits, code, sig, lang, settings.emergency_number
     )
+    if page is None:
+        spent = landing.too_many(lang, settings.emergency_number)
+        return _html(spent, limits.code.retry_after())
     return _html(page)
 
 
@@ -146,14 +150,20 @@ def _form(body: bytes) -> dict[str, str]:
 def _withdraw(
     store: ServerStore,
     rules: CodeRules,
+    limits: LandingLimits,
     raw_code: str,
     sig: str,
     lang: str | None,
     emergency_number: str,
-) -> landing.Page:
+) -> landing.Page | None:
+    """The page after withdrawing; None when the code's wrong signatures are spent."""
     code = check_code(rules, raw_code)
     owner = None if code is None else owner_of(store, rules, code, sig)
     if code is None or owner is None:
+        # A wrong signature costs the code's allowance here as on its page: the form is
+        # no way round the limit on guessing.
+        if code is not None and not limits.code.take(code):
+            return None
         return landing.not_found(pages.language_of(lang), emergency_number)
     language = language_for(store, owner, code, lang)
     store.withdraw_by_attendee(owner, code, language)

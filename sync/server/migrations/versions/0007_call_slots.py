@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
@@ -64,7 +64,6 @@ def upgrade() -> None:
         "WHERE status = 'booked'"
     )
     op.execute("CREATE INDEX call_booking_holds ON call_booking (status, held_until)")
-    op.execute("CREATE INDEX call_booking_slot ON call_booking (slot_id, status)")
     # A call-back request; ``level`` is read from the visit when it arrives (NULL before).
     op.execute(
         f"""CREATE TABLE callback_request (
