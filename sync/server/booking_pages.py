@@ -455,7 +455,7 @@ def hook(
     return Page(status=page.status, html=html)
 
 
-def ics(booking: Booking, language: str) -> bytes:
+def ics(booking: Booking, language: str, stamp: datetime) -> bytes:
     """The booked call as an iCalendar event, in UTC; nothing personal in it."""
     lang = language_of(language)
     cal = Calendar()
@@ -464,7 +464,7 @@ def ics(booking: Booking, language: str) -> bytes:
     cal.add("method", "PUBLISH")
     event = Event()
     event.add("uid", f"{booking.ref}@popup-kit")
-    event.add("dtstamp", booking.slot.starts_at)
+    event.add("dtstamp", stamp)
     event.add("dtstart", booking.slot.starts_at)
     event.add("dtend", booking.slot.ends_at)
     event.add("summary", _t(lang, "ics_summary"))

@@ -109,6 +109,7 @@ class Bookings:
         series = uuid.uuid4().hex[:12]
         now = _iso(self.clock())
         with self._writers, self._write() as conn, conn.begin():
+            _one_at_a_time(conn)
             for moment in weekly_starts(start, weeks, zone):
                 conn.execute(
                     text(
@@ -131,14 +132,16 @@ class Bookings:
         return [_slot(row) for row in rows]
 
     def free_slots(self, latest: datetime) -> list[Slot]:
-        """Slots with a free place that start after now and no later than ``latest``."""
-        self.release_expired()
+        """Slots with a free place that start after now and no later than ``latest``;
+        a place whose hold has run out counts as free (a read: the next hold releases it)."""
         now = self.clock()
         with self.engine.connect() as conn:
             rows = conn.execute(
                 text(
                     "SELECT id, series, starts_at, minutes, capacity, booked FROM call_slot "
-                    "WHERE starts_at > :n AND starts_at <= :l AND booked < capacity "
+                    "WHERE starts_at > :n AND starts_at <= :l AND booked - (SELECT COUNT(*) "
+                    "FROM call_booking AS b WHERE b.slot_id = call_slot.id "
+                    "AND b.status = 'held' AND b.held_until <= :n) < capacity "
                     "ORDER BY starts_at, id LIMIT 40"
                 ),
                 {"n": _iso(now), "l": _iso(latest)},
@@ -151,6 +154,7 @@ class Bookings:
         """Give back the places of holds past their time; returns how many."""
         now = _iso(self.clock())
         with self._writers, self._write() as conn, conn.begin():
+            _one_at_a_time(conn)
             return _release_expired(conn, now)
 
     def hold(self, kit_id: str, code: str, slot_id: int, latest: datetime) -> HoldResult:
@@ -160,6 +164,7 @@ class Bookings:
         moment = self.clock()
         now = _iso(moment)
         with self._writers, self._write() as conn, conn.begin():
+            _one_at_a_time(conn)
             _release_expired(conn, now)
             _give_back(conn, kit_id, code, "held", "expired", now)
             taken = conn.execute(
@@ -201,6 +206,7 @@ class Bookings:
         False when there is no hold or it has expired."""
         now = _iso(self.clock())
         with self._writers, self._write() as conn, conn.begin():
+            _one_at_a_time(conn)
             _release_expired(conn, now)
             row = conn.execute(
                 text(
@@ -213,13 +219,15 @@ class Bookings:
                 return False
             if row[1] is not None:
                 _give_back(conn, kit_id, code, "booked", "cancelled", now)
-            conn.execute(
+            done = conn.execute(
                 text(
                     "UPDATE call_booking SET status = 'booked', held_until = NULL, "
-                    "phone = :p, updated_at = :n WHERE id = :id"
+                    "phone = :p, updated_at = :n WHERE id = :id AND status = 'held'"
                 ),
                 {"p": phone, "n": now, "id": row[0]},
             )
+            if done.rowcount != 1:
+                return True  # confirmed by the same slip's other request meanwhile
             # A booked call replaces a call-back request of the same slip.
             _close_callback(conn, kit_id, code, now)
         return True
@@ -228,6 +236,7 @@ class Bookings:
         """Cancel this slip's booking and any hold; True when there was one."""
         now = _iso(self.clock())
         with self._writers, self._write() as conn, conn.begin():
+            _one_at_a_time(conn)
             held = _give_back(conn, kit_id, code, "held", "cancelled", now)
             booked = _give_back(conn, kit_id, code, "booked", "cancelled", now)
         return held + booked > 0
@@ -279,6 +288,7 @@ class Bookings:
         """Open this slip's call-back request (replacing an open one)."""
         now = _iso(self.clock())
         with self._writers, self._write() as conn, conn.begin():
+            _one_at_a_time(conn)
             _close_callback(conn, kit_id, code, now)
             conn.execute(
                 text(
@@ -300,6 +310,7 @@ class Bookings:
     def cancel_callback(self, kit_id: str, code: str) -> bool:
         now = _iso(self.clock())
         with self._writers, self._write() as conn, conn.begin():
+            _one_at_a_time(conn)
             return _close_callback(conn, kit_id, code, now) > 0
 
     def callback(self, kit_id: str, code: str) -> Callback | None:
@@ -352,6 +363,7 @@ def by_priority(
 def forget(conn: Connection, kit_id: str, code: str, now: str) -> None:
     """A withdrawal: cancel the slip's holds, booking and call-back request, and erase the
     phone numbers given for them. Runs in the withdrawal's own transaction."""
+    _one_at_a_time(conn)
     _give_back(conn, kit_id, code, "held", "cancelled", now)
     _give_back(conn, kit_id, code, "booked", "cancelled", now)
     _close_callback(conn, kit_id, code, now)
@@ -360,6 +372,18 @@ def forget(conn: Connection, kit_id: str, code: str, now: str) -> None:
             text(f"UPDATE {table} SET phone = NULL WHERE kit_id = :k AND referral_code = :c"),
             {"k": kit_id, "c": code},
         )
+
+
+# PostgreSQL: booking writes take this lock, one transaction at a time. A hold, a change, a
+# release of run-out holds and a withdrawal each touch several slot and booking rows in an
+# order of their own; queued, they cannot deadlock. (SQLite has one writer anyway.) The
+# capacity guarantee does not rest on it: that is the UPDATE's condition and the CHECK.
+_BOOKING_LOCK = 84700006
+
+
+def _one_at_a_time(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _BOOKING_LOCK})
 
 
 def _slot(row: Any) -> Slot:

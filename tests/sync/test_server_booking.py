@@ -248,11 +248,14 @@ def test_a_hold_is_released_after_its_minutes(centre: LiveServer, clock: SetCloc
     assert _slot_buttons(_page(centre, kit, quick)) == []
     clock.now += timedelta(minutes=5)
     assert _slot_buttons(_page(centre, kit, quick)) == [str(slot.slot_id)]
-    assert _booked(centre, slot) == 0
     late = _post(centre, slow, _sig(kit, slow), "confirm")
     assert late.status_code == 409 and EN["expired"] in _text(late)
     _book(centre, kit, quick, slot)
     assert _booked(centre, slot) == 1
+    assert _rows(centre, "SELECT referral_code, status FROM call_booking ORDER BY id") == [
+        (slow, "expired"),
+        (quick, "booked"),
+    ]
 
 
 def test_weekly_slot_keeps_its_local_time_across_daylight_saving(
@@ -546,3 +549,41 @@ def test_the_kits_withdrawal_record_cancels_and_erases_too(centre: LiveServer) -
         folder = Path(centre.db_url.removeprefix("sqlite:///")).parent
         stored = b"".join(p.read_bytes() for p in folder.glob("server.sqlite3*"))
         assert b"7946 0456" not in stored and b"7946 0457" not in stored
+
+
+def test_one_slip_pressing_twice_at_once_holds_one_place(centre: LiveServer) -> None:
+    kit = enroll_kit(centre)
+    code = _attendee(centre, kit)
+    slot = _slot(centre, START + timedelta(days=1), capacity=5)
+    sig = _sig(kit, code)
+    barrier = threading.Barrier(10)
+    statuses: list[int] = []
+
+    def press(action: str, **fields: str) -> None:
+        barrier.wait()
+        statuses.append(_post(centre, code, sig, action, **fields).status_code)
+
+    for action, fields in (("hold", {"slot": str(slot.slot_id)}), ("confirm", {})):
+        threads = [threading.Thread(target=press, args=(action,), kwargs=fields) for _ in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    assert len(statuses) == 20 and all(s < 500 for s in statuses), statuses
+    assert _booked(centre, slot) == 1
+    assert _rows(centre, "SELECT status FROM call_booking WHERE status <> 'expired'") == [
+        ("booked",)
+    ]
+    statuses.clear()
+    threads = [
+        threading.Thread(target=press, args=("callback",), kwargs={"window": "2026-11-24|morning"})
+        for _ in range(10)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert statuses == [303] * 10
+    assert _rows(centre, "SELECT COUNT(*) FROM callback_request WHERE cancelled_at IS NULL") == [
+        (1,)
+    ]

@@ -12,7 +12,7 @@ naming another slot cannot get around them.
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Literal
 from urllib.parse import parse_qs, quote
@@ -44,22 +44,18 @@ _PHONE = re.compile(r"\+?[0-9 ()./-]{6,24}")
 _BOOKABLE = ("urgent", "routine")
 
 
+@dataclass(frozen=True)
 class _Slip:
     """A slip whose signature checked out, and what the call page needs to know of it."""
 
-    def __init__(
-        self,
-        code: str,
-        sig: str,
-        kit_id: str,
-        language: str,
-        level: str | None,
-        number: str,
-        need_phone: bool,
-    ) -> None:
-        self.code, self.sig, self.kit_id = code, sig, kit_id
-        self.language, self.level, self.number = language, level, number
-        self.need_phone = need_phone
+    code: str
+    sig: str
+    kit_id: str
+    language: str
+    # None: the visit has not reached the centre yet.
+    level: str | None
+    number: str
+    need_phone: bool
 
 
 def _html(page: landing.Page, retry_after: int = 60) -> HTMLResponse:
@@ -102,9 +98,8 @@ def _resolve(
     return _Slip(code, sig, owner, language, found.level, number, not found.has_contact)
 
 
-def _latest(slip: _Slip, settings: ServerSettings, calls: Bookings) -> timedelta | None:
+def _latest(slip: _Slip, settings: ServerSettings) -> timedelta | None:
     """How far ahead this slip may book a slot (None: it may not book one)."""
-    del calls
     if slip.level == "urgent":
         return timedelta(hours=24)
     if slip.level == "routine":
@@ -116,7 +111,7 @@ def _view(
     slip: _Slip, settings: ServerSettings, calls: Bookings, message: str = ""
 ) -> pages.CallView:
     now = calls.clock()
-    ahead = _latest(slip, settings, calls)
+    ahead = _latest(slip, settings)
     slots = calls.free_slots(now + ahead) if ahead is not None else []
     return pages.CallView(
         code=slip.code,
@@ -193,7 +188,7 @@ def call_ics(
     if booked is None:
         return _html(landing.not_found(slip.language, slip.number))
     return Response(
-        pages.ics(booked, slip.language),
+        pages.ics(booked, slip.language, calls.clock()),
         media_type="text/calendar",
         headers={"Content-Disposition": 'attachment; filename="tele-triage-call.ics"'},
     )
@@ -248,7 +243,7 @@ def _act(
 
     now = calls.clock()
     if action == "hold":
-        ahead = _latest(slip, settings, calls)
+        ahead = _latest(slip, settings)
         if ahead is None:
             return again("not_offered", 403)
         slot = form.get("slot", "")
