@@ -1,7 +1,8 @@
 """An attendee at 390x844 in Debian's Chromium opens the URL of a real slip (the kit's own
 ``visit_url`` after a real sync), books a call, changes it and cancels it.
 
-Needs a Python with Playwright 1.49 (``POPUP_KIT_PLAYWRIGHT_PYTHON``); skipped without it.
+The browser runs in a process of its own (booking_walk.py: Playwright driving Debian's
+Chromium, tests/support/chromium.py).
 Screenshots go to ``POPUP_KIT_SHOTS`` (default: the test's temporary folder)."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,18 +26,16 @@ from sync.server.bookings import Bookings
 from tests.forms.answers import BENIGN, startback
 from tests.kit.test_sync_kit import enroll, kit
 from tests.kit.test_withdrawal import LEAVING, with_
+from tests.support.chromium import chromium
 from tests.sync.live_server import run_server
 
-PLAYWRIGHT = os.environ.get("POPUP_KIT_PLAYWRIGHT_PYTHON", "")
-pytestmark = pytest.mark.skipif(
-    not (PLAYWRIGHT and Path(PLAYWRIGHT).exists() and Path("/usr/bin/chromium").exists()),
-    reason="set POPUP_KIT_PLAYWRIGHT_PYTHON to a Python with playwright==1.49.1",
-)
+pytestmark = pytest.mark.slow
 
 
 def test_phone_books_changes_and_cancels_from_a_real_slip(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    chromium()
     shots = Path(os.environ.get("POPUP_KIT_SHOTS") or tmp_path / "shots")
     with run_server(
         f"sqlite:///{tmp_path / 'server.sqlite3'}", clock=lambda: datetime.now(UTC)
@@ -65,7 +65,7 @@ def test_phone_books_changes_and_cancels_from_a_real_slip(
         )[0]
         walked = subprocess.run(
             [
-                PLAYWRIGHT,
+                sys.executable,
                 str(Path(__file__).with_name("booking_walk.py")),
                 url,
                 emergency_url,
