@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from icalendar import Calendar, Event
 
 from sync.server import landing
-from sync.server.bookings import Booking, Callback, Slot
+from sync.server.bookings import Arranged, Booking, Callback, Slot
 from sync.server.landing import Page
 
 LANGUAGES = ("en", "es")
@@ -148,6 +148,31 @@ TEXTS: dict[str, dict[str, str]] = {
 }
 
 
+# The triage decisions the clinicians record, as the attendee reads them.
+DECISIONS: dict[str, dict[str, str]] = {
+    "advice": {
+        "en": "Advice on managing your back pain",
+        "es": "Consejos para su dolor de espalda",
+    },
+    "self_management": {
+        "en": "Managing it yourself, with the advice you were given",
+        "es": "Manejarlo usted mismo, con los consejos que recibió",
+    },
+    "physiotherapy": {"en": "A referral to physiotherapy", "es": "Una derivación a fisioterapia"},
+    "gp": {"en": "An appointment with your GP", "es": "Una cita con su médico de cabecera"},
+    "emergency_department": {
+        "en": "Go to the emergency department",
+        "es": "Acudir a urgencias del hospital",
+    },
+    "urgent_in_person": {
+        "en": "An urgent in-person review",
+        "es": "Una revisión presencial urgente",
+    },
+    "urgent_imaging": {"en": "An urgent scan", "es": "Una prueba de imagen urgente"},
+    "specialist": {"en": "A referral to a specialist", "es": "Una derivación al especialista"},
+}
+
+
 def language_of(value: str | None) -> str:
     return value if value in LANGUAGES else "en"
 
@@ -193,7 +218,7 @@ class CallView:
     callback: Callback | None = None
     slots: list[Slot] = field(default_factory=list)
     message: str = ""
-    arranged: str | None = None
+    arranged: Arranged | None = None
 
 
 def compact(code: str) -> str:
@@ -328,11 +353,15 @@ def _page(view: CallView, content: str) -> Page:
     zone = f'<p class="zone">{escape(_t(lang, "zone", zone=view.zone.key))}</p>'
     message = f'<p class="lead" role="alert">{escape(view.message)}</p>' if view.message else ""
     arranged = ""
-    if view.arranged:
-        arranged = (
-            f'<div class="box"><h2>{escape(_t(lang, "arranged"))}</h2>'
-            f"<p>{escape(view.arranged)}</p></div>"
-        )
+    if view.arranged is not None:
+        decision = DECISIONS.get(view.arranged.decision, {}).get(language_of(lang))
+        if decision is not None:
+            at = view.arranged.escalation_at
+            since = f" ({when(at, view.zone, lang)})" if at is not None else ""
+            arranged = (
+                f'<div class="box"><h2>{escape(_t(lang, "arranged"))}</h2>'
+                f'<p class="lead">{escape(decision)}{escape(since)}</p></div>'
+            )
     body = (
         f"<h1>{escape(_t(lang, 'title'))}</h1>{message}{arranged}{content}{zone}{back}"
         f'<p class="code">{escape(view.code)}</p>' + landing.warning(lang, view.emergency_number)

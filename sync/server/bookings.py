@@ -10,6 +10,8 @@ a slip holder does not already hold.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import secrets
 import threading
 import uuid
@@ -67,6 +69,15 @@ class Callback:
     window_end: datetime
     deadline: datetime
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class Arranged:
+    """A triage decision recorded after the call: its kind and, for an escalation, when it
+    was arranged."""
+
+    decision: str
+    escalation_at: datetime | None
 
 
 HoldResult = Literal["held", "taken"]
@@ -340,11 +351,29 @@ class Bookings:
             ).all()
         return [(r[0], r[1], Callback(*(_parse(v) for v in r[2:]))) for r in rows]
 
-    def arranged(self, kit_id: str, code: str) -> str | None:
-        """What the call arranged, for the slip's page. Calls are not recorded yet (the
-        clinicians' side records them); until then there is nothing to show."""
-        del kit_id, code
-        return None
+    def arranged(self, kit_id: str, code: str) -> Arranged | None:
+        """What the call arranged, for the slip's page: the latest triage decision the
+        clinicians recorded for this slip (never their note), or None before one."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                text(
+                    "SELECT data FROM referral_event WHERE kit_id = :k AND referral_code = :c "
+                    "AND kind = 'decision' ORDER BY id DESC LIMIT 1"
+                ),
+                {"k": kit_id, "c": code},
+            ).first()
+        if row is None:
+            return None
+        data = json.loads(row[0])
+        decision = data.get("decision")
+        if not isinstance(decision, str):
+            return None
+        at = data.get("escalation_arranged_at")
+        when = None
+        if isinstance(at, str):
+            with contextlib.suppress(ValueError):
+                when = datetime.fromisoformat(at.replace("Z", "+00:00")).astimezone(UTC)
+        return Arranged(decision, when)
 
 
 # The worklist's tiers: a request is placed by its visit's level once that arrives.

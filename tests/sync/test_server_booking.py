@@ -587,3 +587,32 @@ def test_one_slip_pressing_twice_at_once_holds_one_place(centre: LiveServer) -> 
     assert _rows(centre, "SELECT COUNT(*) FROM callback_request WHERE cancelled_at IS NULL") == [
         (1,)
     ]
+
+
+def test_after_the_call_the_page_says_what_was_arranged(
+    centre: LiveServer, clock: SetClock
+) -> None:
+    from sync.server import worklist
+
+    kit = enroll_kit(centre)
+    code, other = _attendee(centre, kit, "urgent"), _attendee(centre, kit, "urgent")
+    assert EN["arranged"] not in _text(_page(centre, kit, code))
+    worklist.record_event(centre.store, kit.kit_id, code, "attempt", "dr-a", {"result": "reached"})
+    arranged_at = START - timedelta(minutes=1)
+    worklist.record_event(
+        centre.store,
+        kit.kit_id,
+        code,
+        "decision",
+        "dr-a",
+        {
+            "decision": "urgent_imaging",
+            "escalation_arranged_at": arranged_at.isoformat(),
+            "note": "Private clinical note 4417",
+        },
+    )
+    shown = _text(_page(centre, kit, code))
+    assert EN["arranged"] in shown
+    assert "An urgent scan (Monday 23 November, 07:59 GMT)" in shown
+    assert "4417" not in shown and "dr-a" not in shown
+    assert EN["arranged"] not in _text(_page(centre, kit, other))
