@@ -118,7 +118,11 @@ class BoothApp(App[None]):
         try:
             from popup_kit.store.keys import PassphraseNeeded, WrongPassphrase, store_state
             from popup_kit.ui.backend import Backend
-
+        except Exception as exc:  # the except clauses below need these names
+            logs.failure("loading the kit store failed")
+            self.post_message(BackendFailed(f"{type(exc).__name__}: {exc}"))
+            return
+        try:
             backend = Backend.open(self.config, self.clock)
         except (PassphraseNeeded, WrongPassphrase) as exc:
             first = store_state(self.config.db_path) != "encrypted"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -44,3 +46,20 @@ async def test_a_failed_draft_save_is_logged_without_what_was_typed(
     assert b"in disk_full" in raw and b"builtins.OSError (message withheld)" in raw
     for secret in (NAME, PHONE, AGE):
         assert secret.encode() not in raw
+
+
+async def test_a_store_that_cannot_even_be_loaded_is_said_and_logged(
+    make_app: Callable[[], BoothApp], monkeypatch: pytest.MonkeyPatch, booth_log: Path
+) -> None:
+    import sys
+
+    # An installation missing a part: the import itself fails in the opening worker.
+    monkeypatch.setitem(sys.modules, "popup_kit.ui.backend", None)
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        # Before, the worker died unseen and the booth waited for ever: a hang guard only.
+        await asyncio.wait_for(app.ready.wait(), 120)
+        await pilot.pause()
+        assert app.backend is None
+        assert app.backend_error is not None and "ModuleNotFoundError" in app.backend_error
+    assert "loading the kit store failed" in booth_log.read_text()
