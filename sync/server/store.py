@@ -833,6 +833,7 @@ class ServerStore:
             {"k": kit_id, "v": visit_id},
         ).all():
             bookings.forget(conn, kit_id, str(code), now)
+            _forget_notes(conn, kit_id, str(code))
         conn.execute(
             text(
                 "INSERT INTO withdrawal (visit_id, kit_id, record_id, withdrawn_at) "
@@ -1149,3 +1150,20 @@ def _cut(prep: _Prepared, refused: frozenset[str]) -> _Prepared:
         refused=prep.refused,
         params=params,
     )
+
+
+def _forget_notes(conn: Connection, kit_id: str, code: str) -> None:
+    """A withdrawn referral's worklist events keep what was done and when (the service's
+    own record), never the clinicians' free text, which may say anything about the person."""
+    rows = conn.execute(
+        text("SELECT id, data FROM referral_event WHERE kit_id = :k AND referral_code = :c"),
+        {"k": kit_id, "c": code},
+    ).all()
+    for event_id, data_text in rows:
+        data = json.loads(data_text)
+        if data.get("note"):
+            data["note"] = ""
+            conn.execute(
+                text("UPDATE referral_event SET data = :d WHERE id = :i"),
+                {"d": _stored_json(data), "i": event_id},
+            )

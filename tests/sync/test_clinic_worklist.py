@@ -411,6 +411,26 @@ def test_a_withdrawal_takes_the_referral_off_the_worklist(clinic: Clinic) -> Non
     assert page.status_code == 404 and "900111" not in page.text
 
 
+def test_a_withdrawal_leaves_no_clinicians_note(clinic: Clinic) -> None:
+    kit = enroll_kit(clinic.live)
+    send(clinic, kit, referral_records(kit.kit_id, "NOTE-0000-0001"))
+    web = sign_in(clinic, "dana")
+    page = clinic.url + f"/r/{kit.kit_id}/NOTE-0000-0001"
+    said = "Lives with daughter Quirina Vandersloot, prefers mornings"
+    posted = web.post(page + "/note", data={"csrf": page_csrf(clinic, web), "note": said})
+    assert posted.status_code in (200, 303)
+    attempt = {"csrf": page_csrf(clinic, web), "result": "no_answer", "note": said}
+    web.post(page + "/attempt", data=attempt, timeout=10)
+    with clinic.live.store.engine.connect() as conn:
+        before = [r for (r,) in conn.execute(text("SELECT data FROM referral_event"))]
+    assert any("Quirina" in d for d in before)
+    clinic.live.store.withdraw_by_attendee(kit.kit_id, "NOTE-0000-0001", "en")
+    with clinic.live.store.engine.connect() as conn:
+        after = [r for (r,) in conn.execute(text("SELECT data FROM referral_event"))]
+    assert len(after) == len(before)  # what was done, and when, stays
+    assert not any("Quirina" in d for d in after)
+
+
 def test_bad_entries_are_refused_and_not_recorded(clinic: Clinic) -> None:
     kit = enroll_kit(clinic.live)
     send(clinic, kit, referral_records(kit.kit_id, "BADS-0000-0001"))
