@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from forms import AnswerError, Flow, load_forms
-from forms.engine import Forms
+from forms.engine import WEEKS_PER_YEAR, Forms
 from tests.forms.answers import BENIGN, flow_answers, startback
 
 
@@ -269,7 +270,11 @@ def answer_sets(draw: st.DrawFn) -> dict[str, Any]:
         "recent_trauma": draw(st.sampled_from(["none", "minor", "major"])),
         "pain_nrs": draw(st.integers(0, 10)),
     }
-    answers["back_pain_onset_age"] = draw(st.integers(0, answers["age_years"]))
+    # A history that can be (forms.engine.check_plausible): the pain began long enough ago
+    # for the weeks of symptoms.
+    age, weeks = answers["age_years"], answers["symptom_duration_weeks"]
+    latest_onset = min(age, math.floor(age + 1 - weeks / WEEKS_PER_YEAR))
+    answers["back_pain_onset_age"] = draw(st.integers(0, max(0, latest_onset)))
     for name in (
         "ces_saddle_numbness",
         "ces_bladder_change",
