@@ -49,8 +49,7 @@ async def save_a_visit(pilot: Any, app: BoothApp) -> SavedScreen:
     await answer_until_done(pilot, app, SELF_CARE)
     await pilot.press("enter", "s")
     await pilot.pause()
-    screen = app.screen
-    assert isinstance(screen, SavedScreen)
+    screen = next(s for s in app.screen_stack if isinstance(s, SavedScreen))
     await app.workers.wait_for_complete()
     await pilot.pause()
     return screen
@@ -75,13 +74,17 @@ async def test_qr_on_screen_scans_to_the_signed_url(
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         saved = await save_a_visit(pilot, app)
-        await pilot.press("q")
-        await pilot.pause()
-        assert isinstance(app.screen, QrScreen)
+        assert isinstance(app.screen, QrScreen)  # no printer: shown without a key
         art = str(app.screen.query_one("#qr-art").render())
         region = app.screen.query_one("#qr-art").region
         assert region.height <= SIZE[1] - 2 and region.width <= SIZE[0]  # fits 80x24
         await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, SavedScreen)
+        await pilot.press("q")  # and again on request; Enter then closes it
+        await pilot.pause()
+        assert isinstance(app.screen, QrScreen)
+        await pilot.press("enter")
         await pilot.pause()
         assert isinstance(app.screen, SavedScreen)
     (url,) = decode_qr_texts(art_to_image(art))

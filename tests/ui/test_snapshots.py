@@ -94,6 +94,12 @@ def until_step(question_id: str) -> Step:
     return run
 
 
+async def wait_print(pilot: Pilot[None]) -> None:
+    """The slip is made; with no printer the QR comes up by itself."""
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
 def keys(*pressed: str) -> Step:
     async def run(pilot: Pilot[None]) -> None:
         await pilot.press(*pressed)
@@ -154,7 +160,9 @@ def test_refused_consent(snap_compare: Snap, make_app: Callable[[], BoothApp]) -
 def test_saved(snap_compare: Snap, make_app: Callable[[], BoothApp]) -> None:
     assert snap_compare(
         make_app(),
-        run_before=steps(ready, day, visit, until_done(SELF_CARE), keys("enter", "s")),
+        run_before=steps(
+            ready, day, visit, until_done(SELF_CARE), keys("enter", "s"), wait_print, keys("escape")
+        ),
     )
 
 
@@ -253,7 +261,7 @@ def test_qr_on_screen(
     (config.data_dir / PLAIN_SLIP_KEY).write_text(json.dumps(key), "ascii")
     assert snap_compare(
         make_app(),
-        run_before=steps(ready, day, visit, until_done(SELF_CARE), keys("enter", "s", "q")),
+        run_before=steps(ready, day, visit, until_done(SELF_CARE), keys("enter", "s"), wait_print),
     )
 
 

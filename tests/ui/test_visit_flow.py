@@ -20,6 +20,7 @@ from popup_kit.ui.screens.outcome import (
     SavedScreen,
     StoppedScreen,
 )
+from popup_kit.ui.screens.printing import QrScreen
 from popup_kit.ui.screens.resume import ResumeScreen
 from popup_kit.ui.screens.visit import GRACE_SECONDS, VisitScreen
 from popup_kit.ui.widgets import ChoiceButton
@@ -47,9 +48,11 @@ async def save_from_review(pilot: Any, app: BoothApp) -> str:
     assert isinstance(app.screen, ReviewScreen)
     await pilot.press("s")
     await pilot.pause()
-    screen = app.screen
-    assert isinstance(screen, SavedScreen)
-    code = screen.code
+    saved = next(s for s in app.screen_stack if isinstance(s, SavedScreen))
+    code = saved.code
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+    assert isinstance(app.screen, QrScreen)  # no printer: the QR by itself
     await pilot.press("enter")
     await pilot.pause()
     assert isinstance(app.screen, HomeScreen)
@@ -447,6 +450,9 @@ async def test_a_queue_visit_home_digit_then_p_saves_and_prints(
         assert isinstance(app.screen, OutcomeScreen)
         await pilot.press("p")
         await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert isinstance(app.screen, QrScreen)  # no printer: the QR comes up by itself
+        await pilot.press("escape")
         await pilot.pause()
         screen = app.screen
         assert isinstance(screen, SavedScreen)

@@ -408,9 +408,14 @@ class SavedScreen(PrintingScreen):
 
     def on_mount(self) -> None:
         self.print_visit(self.visit)
+        self._qr_offered = False
 
     def show_print_result(self, ok: bool, text: str) -> None:
         self.query_one("#print-status", Static).update(Text(text))
+        # a booth with no printer: the QR comes up by itself, once (Esc shows this screen)
+        if not ok and not self.app.config.printer_name and self.is_current and not self._qr_offered:
+            self._qr_offered = True
+            show_qr(self.app, self.visit, home_on_enter=True)
 
     def action_print(self) -> None:
         self.query_one("#print-status", Static).update("Printing the slip…")

@@ -65,14 +65,19 @@ class QrScreen(ModalScreen[None]):
     """The visit's QR drawn in the terminal: the attendee scans the screen."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,enter,q", "close", "Close"),
+        Binding("escape,q", "close", "Close"),
+        Binding("enter", "enter", "Done"),
     ]
 
-    def __init__(self, code: str, url: str, language: str = "en") -> None:
+    def __init__(
+        self, code: str, url: str, language: str = "en", *, home_on_enter: bool = False
+    ) -> None:
         super().__init__()
         self.code = code
         self.url = url
         self.language = language
+        # shown by itself at the end of a visit: Enter ends the visit as it would have
+        self.home_on_enter = home_on_enter
 
     def compose(self) -> ComposeResult:
         from forms import screen_text
@@ -88,9 +93,15 @@ class QrScreen(ModalScreen[None]):
     def action_close(self) -> None:
         self.dismiss(None)
 
+    def action_enter(self) -> None:
+        if self.home_on_enter:
+            self.app.go_home()  # type: ignore[attr-defined]
+            return
+        self.dismiss(None)
 
-def show_qr(app: BoothApp, visit: VisitRecord) -> None:
+
+def show_qr(app: BoothApp, visit: VisitRecord, *, home_on_enter: bool = False) -> None:
     from popup_kit.slips import visit_url
 
     url = visit_url(app.config, visit.code, language=visit.language)
-    app.push_screen(QrScreen(visit.code, url, visit.language))
+    app.push_screen(QrScreen(visit.code, url, visit.language, home_on_enter=home_on_enter))
