@@ -160,6 +160,30 @@ async def test_correction_down_a_tier_shows_the_outcome_then_the_slip(
     assert visit is not None and visit.triage == "self_care"
 
 
+async def test_correction_out_of_an_emergency_asks_for_the_skipped_questions(
+    make_app: Callable[[], BoothApp], stored: Stored, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    said: list[str] = []
+    app = make_app()
+    monkeypatch.setattr(app, "notify", lambda message, **_: said.append(str(message)))
+    async with app.run_test(size=SIZE) as pilot:
+        await start_day(pilot, app)
+        code = await record(pilot, app, plan_for(ces_saddle_numbness="new_or_worsening"))
+        screen = await open_correction(pilot, app, code)
+        await change_answer(pilot, app, "ces_saddle_numbness", "no")
+        await save_correction(pilot, app)
+        # Not saved, and why in the question's words, never a field name; the cursor is on
+        # the first question the visit skipped at the red screen.
+        assert isinstance(app.screen, CorrectScreen)
+        assert said and "Correction not saved" in said[-1] and "not answered yet" in said[-1]
+        table = screen.query_one(DataTable)
+        row = table.get_row_at(table.cursor_row)
+        assert row[1] == "—"
+        assert "_" not in said[-1].split("'")[1]  # the question's words, not its field
+    visit = stored().find_by_code(code)
+    assert visit is not None and visit.triage == "emergency" and visit.version == 1
+
+
 async def test_unchanged_outcome_after_a_correction_says_so(
     make_app: Callable[[], BoothApp],
 ) -> None:

@@ -237,7 +237,10 @@ class CorrectScreen(Screen[None]):
                 saved = backend.service.correct_visit(
                     self.visit.visit_id, self.answers, self.app.volunteer, self.visit.contact
                 )
-            except (AnswerError, VisitRefused) as exc:
+            except AnswerError as exc:
+                self.notify(self._not_saved(exc), severity="error", timeout=20)
+                return
+            except VisitRefused as exc:
                 self.notify(f"Correction not saved: {exc}", severity="error", timeout=15)
                 return
             except Exception as exc:
@@ -248,10 +251,33 @@ class CorrectScreen(Screen[None]):
 
         labels = {key: q for key, q, _ in self._rows()}
         changed = "; ".join(
-            localized(q.prompt, self.language)[:40] if (q := labels.get(key)) else key
+            _short(localized(q.prompt, self.language), 60) if (q := labels.get(key)) else key
             for key in sorted(self.changed)
         )
         self.app.push_screen(ConfirmScreen(f"Save a new version changing: {changed}?"), confirmed)
 
+    def _not_saved(self, exc: Any) -> str:
+        """Why, in the question's words, with the cursor put on its row. A correction out
+        of an emergency needs the questions the visit skipped at the red screen."""
+        field = getattr(exc, "field", "")
+        rows = self._rows()
+        where = next((i for i, (key, _, _) in enumerate(rows) if key == field), None)
+        if where is None:
+            return f"Correction not saved: {exc}"
+        key, question, value = rows[where]
+        self.query_one(DataTable).move_cursor(row=where)
+        label = _short(localized(question.prompt, self.language), 60) if question else key
+        if value is None:
+            return (
+                f"Correction not saved: '{label}' is not answered yet (the visit stopped "
+                f"before it). Answer the rows marked {MISSING}: Enter on each, then s."
+            )
+        return f"Correction not saved: '{label}': {getattr(exc, 'message', exc)}"
+
     def action_cancel(self) -> None:
         self.app.pop_screen()
+
+
+def _short(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
