@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import text
 
 from forms.engine import fill
+from sync.bodies import age_band as ten_year_band
 from sync.server.store import ServerStore, iso
 
 LEVELS = ("emergency", "urgent", "routine", "self_care")
@@ -230,12 +231,10 @@ def _words(
 
 
 def age_band(age: Any) -> str:
-    if isinstance(age, bool) or not isinstance(age, int):
+    """The ten-year band the rest of the product uses (``sync.bodies``)."""
+    if isinstance(age, bool) or not isinstance(age, int) or not 0 <= age < 150:
         return "unknown"
-    for top, band in ((29, "16-29"), (49, "30-49"), (69, "50-69")):
-        if age <= top:
-            return band
-    return "70+"
+    return ten_year_band(age)
 
 
 @dataclass

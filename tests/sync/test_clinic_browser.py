@@ -88,7 +88,7 @@ def test_clinician_works_a_referral_in_chromium(sqlite_url: str, tmp_path: Path)
                 "RTN1-K7M3-Q9P2",
             ]
             assert page.locator("tr.breached").count() == 1
-            assert "70+" not in page.content() and "50-69" in page.content()
+            assert "70-79" not in page.content() and "50-59" in page.content()
             page.screenshot(path=str(shots / "02-worklist.png"), full_page=True)
 
             page.get_by_role("link", name=target).click()
