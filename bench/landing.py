@@ -123,7 +123,7 @@ def main() -> None:
                     full = slip_url("https://triage.example.org", code, kit.slip_key, "es")
                     path = full.removeprefix("https://triage.example.org")
                 page = requests.get(url + path, timeout=10)
-                assert page.status_code == 200 and "Urgente" in page.text, page.text[:300]
+                assert page.status_code == 200 and "Preferente" in page.text, page.text[:300]
                 _wrk(url + path, 3, args.connections)  # warm-up
                 results[workers] = _wrk(url + path, args.seconds, args.connections)
             finally:
