@@ -40,6 +40,19 @@ class VisitController:
 
     # --- a first visit ---------------------------------------------------------------
 
+    def questions(self) -> Screen[None]:
+        """The question screen, at the flow's current question (after Esc or a change)."""
+        from popup_kit.ui.screens.visit import VisitScreen
+
+        return VisitScreen()
+
+    def stopped(self, kind: str, language: str) -> Screen[None]:
+        """The advice screen of a visit that stops before the questions (not screened, or
+        consent refused)."""
+        from popup_kit.ui.screens.outcome import StoppedScreen
+
+        return StoppedScreen(kind, language)
+
     def after_questions(self) -> Screen[None]:
         """The screen once the questions stop: the emergency screen (until acknowledged),
         else the outcome."""

@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 
 from forms import localized
 from popup_kit import logs
-from popup_kit.ui.screens.visit import allowed, display_value
+from popup_kit.ui.answers import allowed, display_value
 from popup_kit.ui.widgets import ChoiceBar, ChoiceButton
 
 if TYPE_CHECKING:

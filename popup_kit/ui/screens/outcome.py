@@ -173,12 +173,10 @@ class OutcomeScreen(Screen[None]):
     def action_back(self) -> None:
         if self.purpose != "visit":  # a saved correction is not undone by Esc
             return
-        from popup_kit.ui.screens.visit import VisitScreen
-
         session = self.app.visit
         assert session is not None
         session.flow.back()
-        self.app.switch_screen(VisitScreen())
+        self.app.switch_screen(self.app.controller.questions())
 
 
 class ContactScreen(Screen[None]):
@@ -314,7 +312,7 @@ class ReviewScreen(Screen[None]):
 
     def on_mount(self) -> None:
         from forms import localized
-        from popup_kit.ui.screens.visit import display_value
+        from popup_kit.ui.answers import display_value
 
         session = self.app.visit
         assert session is not None
@@ -331,8 +329,6 @@ class ReviewScreen(Screen[None]):
         table.focus()
 
     def action_change(self) -> None:
-        from popup_kit.ui.screens.visit import VisitScreen
-
         session = self.app.visit
         assert session is not None
         table = self.query_one(DataTable)
@@ -343,7 +339,7 @@ class ReviewScreen(Screen[None]):
             return
         # a changed answer may change the outcome: an emergency is shown afresh
         session.emergency_acknowledged = False
-        self.app.switch_screen(VisitScreen())
+        self.app.switch_screen(self.app.controller.questions())
 
     def action_save(self) -> None:
         save_visit_and_show(self)
@@ -535,10 +531,8 @@ class StoppedScreen(Screen[None]):
         session = self.app.visit
         if self.kind != "ineligible" or session is None:
             return
-        from popup_kit.ui.screens.visit import VisitScreen
-
         session.flow.back()
-        self.app.switch_screen(VisitScreen())
+        self.app.switch_screen(self.app.controller.questions())
 
     def action_home(self) -> None:
         session, backend = self.app.visit, self.app.backend

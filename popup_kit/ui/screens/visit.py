@@ -13,8 +13,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
 from forms import localized, screen_text
-from forms.texts import range_text
 from popup_kit import logs
+from popup_kit.ui.answers import allowed, display_value
 from popup_kit.ui.widgets import ChoiceBar, ChoiceButton
 
 if TYPE_CHECKING:
@@ -30,25 +30,6 @@ def section_name(section: str, language: str) -> str:
         return screen_text(f"section_{section}", language)
     except KeyError:
         return section
-
-
-def display_value(question: Question | None, value: Any, language: str) -> str:
-    """An answer as the volunteer saw it (the choice label), else the value itself."""
-    if question is not None:
-        for choice in question.choices:
-            if choice.value == value and type(choice.value) is type(value):
-                return localized(choice.label, language)
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, dict):
-        return ", ".join(f"{k} {display_value(None, v, language)}" for k, v in value.items())
-    return str(value)
-
-
-def allowed(question: Question, language: str) -> str:
-    return range_text(question.kind, question.minimum, question.maximum, language)
 
 
 def out_of_range(question: Question, value: float) -> bool:
@@ -230,13 +211,11 @@ class VisitScreen(Screen[None]):
         self.show(question)
 
     def _stop(self, kind: str) -> None:
-        from popup_kit.ui.screens.outcome import StoppedScreen
-
         session = self.session
         assert self.app.backend is not None
         if kind == "ineligible":
             # the age may be a slip of the finger: counted only once the volunteer confirms
-            self.app.switch_screen(StoppedScreen(kind, session.language))
+            self.app.switch_screen(self.app.controller.stopped(kind, session.language))
             return
         try:
             self.app.backend.stop_visit(session, kind, self.app.volunteer)
@@ -244,7 +223,7 @@ class VisitScreen(Screen[None]):
             logs.failure("recording a tally failed")
             self.notify(f"Could not record the tally: {exc}", severity="error")
         self.app.visit = None
-        self.app.switch_screen(StoppedScreen(kind, session.language))
+        self.app.switch_screen(self.app.controller.stopped(kind, session.language))
 
     def _to_after_flow(self) -> None:
         self.app.switch_screen(self.app.controller.after_questions())

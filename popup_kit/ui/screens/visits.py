@@ -257,7 +257,7 @@ class VisitDetailScreen(PrintingScreen):
         return backend.service.get_visit(self.visit_id)
 
     def reload(self) -> None:
-        from popup_kit.ui.screens.visit import display_value
+        from popup_kit.ui.answers import display_value
 
         backend = self.app.backend
         assert backend is not None
