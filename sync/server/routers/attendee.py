@@ -16,8 +16,9 @@ from sync.server import booking_pages, landing
 from sync.server.bookings import Bookings
 from sync.server.codes import CodeRules, check_code
 from sync.server.deps import Calls, Limits, Rules, Settings, Store
-from sync.server.limits import LandingLimits, network_key
-from sync.server.routers.withdraw import owner_of, withdrawn_page
+from sync.server.limits import LandingLimits
+from sync.server.routers.slip import html, network_limited, owner_of
+from sync.server.routers.withdraw import withdrawn_page
 from sync.server.settings import ServerSettings
 from sync.server.store import ServerStore
 from sync.server.withdraw_pages import offer
@@ -49,8 +50,7 @@ def referral(
     lang: str | None = Query(default=None, max_length=ODD_VALUE_LENGTH),
 ) -> HTMLResponse:
     language = landing.page_language(l, lang)
-    client = request.client.host if request.client else "unknown"
-    if not limits.network.take(network_key(client)):
+    if network_limited(request, limits):
         return _too_many(language, settings.emergency_number, limits.network.retry_after())
     page = _landing(store, rules, limits, code, s, language, settings.emergency_number)
     if page is not None and s is not None and page.status == 200:
@@ -61,8 +61,7 @@ def referral(
 
 
 def _too_many(language: str, emergency_number: str, retry_after: int) -> HTMLResponse:
-    page = landing.too_many(language, emergency_number)
-    return HTMLResponse(page.html, page.status, headers={"Retry-After": str(retry_after)})
+    return html(landing.too_many(language, emergency_number), retry_after)
 
 
 def _with_call(

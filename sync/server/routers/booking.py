@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Literal
-from urllib.parse import parse_qs, quote
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request
@@ -27,8 +27,9 @@ from sync.server import landing
 from sync.server.bookings import Bookings
 from sync.server.codes import CodeRules, check_code
 from sync.server.deps import Calls, Limits, Rules, Settings, Store
-from sync.server.limits import LandingLimits, network_key
-from sync.server.routers.withdraw import owner_of, withdrawn_page
+from sync.server.limits import LandingLimits
+from sync.server.routers.slip import html, network_limited, owner_of, read_form
+from sync.server.routers.withdraw import withdrawn_page
 from sync.server.settings import ServerSettings
 from sync.server.store import ServerStore
 
@@ -56,16 +57,6 @@ class _Slip:
     level: str | None
     number: str
     need_phone: bool
-
-
-def _html(page: landing.Page, retry_after: int = 60) -> HTMLResponse:
-    headers = {"Retry-After": str(retry_after)} if page.status == 429 else None
-    return HTMLResponse(page.html, page.status, headers=headers)
-
-
-def _limited(request: Request, limits: LandingLimits) -> bool:
-    client = request.client.host if request.client else "unknown"
-    return not limits.network.take(network_key(client))
 
 
 def _resolve(
@@ -153,13 +144,13 @@ def call_page(
     lang: str | None = Query(default=None, max_length=8),
 ) -> HTMLResponse:
     asked = landing.page_language(l, lang)
-    if _limited(request, limits):
+    if network_limited(request, limits):
         page = landing.too_many(asked, settings.emergency_number)
-        return _html(page, limits.network.retry_after())
+        return html(page, limits.network.retry_after())
     slip = _resolve(store, rules, limits, code, s, asked, settings.emergency_number)
     if isinstance(slip, landing.Page):
-        return _html(slip, limits.code.retry_after())
-    return _html(_call_page(slip, settings, calls))
+        return html(slip, limits.code.retry_after())
+    return html(_call_page(slip, settings, calls))
 
 
 @router.get(
@@ -179,14 +170,14 @@ def call_ics(
     lang: str | None = Query(default=None, max_length=8),
 ) -> Response:
     asked = landing.page_language(lang)
-    if _limited(request, limits):
-        return _html(landing.too_many(asked, settings.emergency_number))
+    if network_limited(request, limits):
+        return html(landing.too_many(asked, settings.emergency_number))
     slip = _resolve(store, rules, limits, code, s, asked, settings.emergency_number)
     if isinstance(slip, landing.Page):
-        return _html(slip)
+        return html(slip)
     booked = calls.booked(slip.kit_id, slip.code)
     if booked is None:
-        return _html(landing.not_found(slip.language, slip.number))
+        return html(landing.not_found(slip.language, slip.number))
     return Response(
         pages.ics(booked, slip.language, calls.clock()),
         media_type="text/calendar",
@@ -204,14 +195,14 @@ async def call_action(
     limits: Limits,
     calls: Calls,
 ) -> Response:
-    form = _form(await request.body())
+    form = read_form(await request.body(), max_bytes=_MAX_FORM, max_fields=10)
     asked = landing.page_language(form.get("l"), form.get("lang"))
-    if _limited(request, limits):
+    if network_limited(request, limits):
         page = landing.too_many(asked, settings.emergency_number)
-        return _html(page, limits.network.retry_after())
+        return html(page, limits.network.retry_after())
     sig = form.get("s")
     if sig is None or len(sig) > 64:
-        return _html(landing.not_found(asked, settings.emergency_number))
+        return html(landing.not_found(asked, settings.emergency_number))
     return await run_in_threadpool(
         _act, store, rules, limits, settings, calls, code, sig, asked, form
     )
@@ -230,16 +221,16 @@ def _act(
 ) -> Response:
     slip = _resolve(store, rules, limits, raw_code, sig, asked, settings.emergency_number)
     if isinstance(slip, landing.Page):
-        return _html(slip)
+        return html(slip)
     if slip.level == "emergency":
         # Nothing to book: the page says to call now.
-        return _html(replace(pages.emergency(slip.code, slip.language, slip.number), status=403))
+        return html(replace(pages.emergency(slip.code, slip.language, slip.number), status=403))
     action = form.get("action", "")
     lang = slip.language
 
     def again(key: str, status: int = 409) -> Response:
         page = _call_page(slip, settings, calls, pages.TEXTS[lang][key])
-        return _html(replace(page, status=status))
+        return html(replace(page, status=status))
 
     now = calls.clock()
     if action == "hold":
@@ -295,14 +286,3 @@ def _phone(form: dict[str, str], slip: _Slip) -> str | Literal[False] | None:
     if not _PHONE.fullmatch(given) or not 6 <= digits <= 20:
         return False
     return given
-
-
-def _form(body: bytes) -> dict[str, str]:
-    """The urlencoded form's fields (the first of each); empty when it is not one."""
-    if len(body) > _MAX_FORM:
-        return {}
-    try:
-        fields = parse_qs(body.decode("ascii"), max_num_fields=10, strict_parsing=True)
-    except (UnicodeDecodeError, ValueError):
-        return {}
-    return {k: v[0] for k, v in fields.items() if v and v[0].isascii() and v[0].isprintable()}

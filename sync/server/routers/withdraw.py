@@ -7,17 +7,16 @@ visit has reached the centre (it is scrubbed on arrival). No cookie, no script.
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs
-
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
 from sync.server import landing
 from sync.server import withdraw_pages as pages
-from sync.server.codes import CodeRules, check_code, signature_valid
+from sync.server.codes import CodeRules, check_code
 from sync.server.deps import Limits, Rules, Settings, Store
-from sync.server.limits import LandingLimits, network_key
+from sync.server.limits import LandingLimits
+from sync.server.routers.slip import html, network_limited, owner_of, read_form
 from sync.server.store import ServerStore
 
 router = APIRouter()
@@ -29,33 +28,9 @@ _RESPONSES: dict[int | str, dict[str, str]] = {
 _MAX_FORM = 512
 
 
-def owner_of(store: ServerStore, rules: CodeRules, code: str, sig: str) -> str | None:
-    """The kit whose slip key made ``sig`` for ``code`` (a revoked kit only for codes it
-    sent before its revocation), or None."""
-    holders = store.kits_with_code(code)
-    for kit in store.kits():
-        if (
-            kit.slip_key
-            and (kit.revoked_reason is None or kit.kit_id in holders)
-            and signature_valid(rules, code, sig, kit.slip_key)
-        ):
-            return kit.kit_id
-    return None
-
-
-def _html(page: landing.Page, retry_after: int = 60) -> HTMLResponse:
-    headers = {"Retry-After": str(retry_after)} if page.status == 429 else None
-    return HTMLResponse(page.html, page.status, headers=headers)
-
-
-def _limited(request: Request, limits: LandingLimits) -> bool:
-    client = request.client.host if request.client else "unknown"
-    return not limits.network.take(network_key(client))
-
-
 def _too_many(limits: LandingLimits, language: str, emergency_number: str) -> HTMLResponse:
     page = landing.too_many(language, emergency_number)
-    return _html(page, limits.network.retry_after())
+    return html(page, limits.network.retry_after())
 
 
 def language_for(store: ServerStore, kit_id: str, code: str, asked: str | None) -> str:
@@ -95,20 +70,20 @@ def confirm(
     lang: str | None = Query(default=None, max_length=8),
 ) -> HTMLResponse:
     asked = landing.page_language(l, lang)
-    if _limited(request, limits):
+    if network_limited(request, limits):
         return _too_many(limits, asked, settings.emergency_number)
     canonical = check_code(rules, code)
     owner = None if canonical is None or s is None else owner_of(store, rules, canonical, s)
     if canonical is None or s is None or owner is None:
         if canonical is not None and not limits.code.take(canonical):
             return _too_many(limits, asked, settings.emergency_number)
-        return _html(landing.not_found(asked, settings.emergency_number))
+        return html(landing.not_found(asked, settings.emergency_number))
     lang = asked
     after = withdrawn_page(store, owner, canonical, lang, settings.emergency_number)
     if after is not None:
-        return _html(after)
+        return html(after)
     language = language_for(store, owner, canonical, lang)
-    return _html(pages.confirm(canonical, s, language, settings.emergency_number))
+    return html(pages.confirm(canonical, s, language, settings.emergency_number))
 
 
 @router.post("/r/{code}/withdraw", response_class=HTMLResponse, responses=_RESPONSES)
@@ -121,30 +96,19 @@ async def withdraw(
     limits: Limits,
 ) -> HTMLResponse:
     body = await request.body()
-    form = _form(body)
+    form = read_form(body, max_bytes=_MAX_FORM, max_fields=8)
     sig, lang = form.get("s"), landing.page_language(form.get("l"), form.get("lang"))
-    if _limited(request, limits):
+    if network_limited(request, limits):
         return _too_many(limits, lang, settings.emergency_number)
     if form.get("confirm") != "yes" or sig is None or len(sig) > 64:
-        return _html(landing.not_found(lang, settings.emergency_number))
+        return html(landing.not_found(lang, settings.emergency_number))
     page = await run_in_threadpool(
         _withdraw, store, rules, limits, code, sig, lang, settings.emergency_number
     )
     if page is None:
         spent = landing.too_many(lang, settings.emergency_number)
-        return _html(spent, limits.code.retry_after())
-    return _html(page)
-
-
-def _form(body: bytes) -> dict[str, str]:
-    """The urlencoded form's fields (the first of each); empty when it is not one."""
-    if len(body) > _MAX_FORM:
-        return {}
-    try:
-        fields = parse_qs(body.decode("ascii"), max_num_fields=8, strict_parsing=True)
-    except (UnicodeDecodeError, ValueError):
-        return {}
-    return {k: v[0] for k, v in fields.items() if v and v[0].isascii() and v[0].isprintable()}
+        return html(spent, limits.code.retry_after())
+    return html(page)
 
 
 def _withdraw(

@@ -1,0 +1,52 @@
+"""What every route from a slip's QR shares: which kit signed the slip, the network
+allowance, the HTML answer (429 with its Retry-After) and the plain form a page posts."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+
+from sync.server import landing
+from sync.server.codes import CodeRules, signature_valid
+from sync.server.limits import LandingLimits, network_key
+from sync.server.store import ServerStore
+
+__all__ = ["html", "network_limited", "owner_of", "read_form"]
+
+
+def owner_of(store: ServerStore, rules: CodeRules, code: str, sig: str) -> str | None:
+    """The kit whose slip key made ``sig`` for ``code`` (a revoked kit only for codes it
+    sent before its revocation), or None."""
+    holders = store.kits_with_code(code)
+    for kit in store.kits():
+        if (
+            kit.slip_key
+            and (kit.revoked_reason is None or kit.kit_id in holders)
+            and signature_valid(rules, code, sig, kit.slip_key)
+        ):
+            return kit.kit_id
+    return None
+
+
+def html(page: landing.Page, retry_after: int = 60) -> HTMLResponse:
+    headers = {"Retry-After": str(retry_after)} if page.status == 429 else None
+    return HTMLResponse(page.html, page.status, headers=headers)
+
+
+def network_limited(request: Request, limits: LandingLimits) -> bool:
+    """True when this client's network has spent its allowance (one request taken)."""
+    client = request.client.host if request.client else "unknown"
+    return not limits.network.take(network_key(client))
+
+
+def read_form(body: bytes, *, max_bytes: int, max_fields: int) -> dict[str, str]:
+    """The urlencoded form's fields (the first of each); empty when it is not one."""
+    if len(body) > max_bytes:
+        return {}
+    try:
+        fields = parse_qs(body.decode("ascii"), max_num_fields=max_fields, strict_parsing=True)
+    except (UnicodeDecodeError, ValueError):
+        return {}
+    return {k: v[0] for k, v in fields.items() if v and v[0].isascii() and v[0].isprintable()}
