@@ -739,25 +739,3 @@ def _check(kind: str, data: dict[str, Any], now: datetime) -> dict[str, Any]:
             raise EventRefused("a note cannot be empty")
         return {"note": note}
     raise EventRefused(f"unknown event kind {kind!r}")
-
-
-def request_callback(
-    store: ServerStore, kit_id: str, code: str, window_start: datetime, window_end: datetime
-) -> None:
-    """An attendee's call-back request for a time window (the attendee's page calls this)."""
-    if window_end <= window_start:
-        raise ValueError("a call-back window must end after it starts")
-    with store.engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
-        conn.execute(
-            text(
-                "INSERT INTO callback_request (kit_id, referral_code, created_at, "
-                "window_start, window_end, deadline) VALUES (:k, :c, :t, :s, :e, :e)"
-            ),
-            {
-                "k": kit_id,
-                "c": code,
-                "t": iso(store.clock()),
-                "s": iso(window_start),
-                "e": iso(window_end),
-            },
-        )
