@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 
 from popup_kit.config import KitConfig
-from sync.credentials import KitCredentials
+from sync.credentials import CREDENTIALS_FILE, KitCredentials
 
 __all__ = ["SEALED_CREDENTIALS", "NotEnrolled", "enrolled_with", "require_credentials"]
 
 # Sealed by popup_kit.vault; the server URL and kit id beside the ciphertext are not secret.
 SEALED_CREDENTIALS = "server-credentials.sealed"
-_PLAIN_CREDENTIALS = "server-credentials.json"
 
 
 class NotEnrolled(RuntimeError):
@@ -20,7 +19,7 @@ class NotEnrolled(RuntimeError):
 
 def enrolled_with(config: KitConfig) -> str | None:
     """The server this kit is enrolled with, or None; needs no passphrase."""
-    for name in (SEALED_CREDENTIALS, _PLAIN_CREDENTIALS):
+    for name in (SEALED_CREDENTIALS, CREDENTIALS_FILE):
         path = config.data_dir / name
         try:
             doc = json.loads(path.read_text("utf-8"))

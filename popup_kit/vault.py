@@ -35,7 +35,7 @@ from popup_kit.enrolment import SEALED_CREDENTIALS
 from popup_kit.store.db import StoreError
 from popup_kit.store.keys import unlocked_key
 from printouts.payload import KitKey, new_kit_key
-from sync.credentials import KitCredentials
+from sync.credentials import CREDENTIALS_FILE, KitCredentials
 from sync.files import atomic_write, fsync_dir, private_dir, shred
 
 __all__ = [
@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 SEALED_SLIP_KEY = "kit-slip-key.sealed"
-PLAIN_CREDENTIALS = "server-credentials.json"
+PLAIN_CREDENTIALS = CREDENTIALS_FILE  # as releases before sealing wrote it
 PLAIN_SLIP_KEY = "kit-slip-key.json"
 FORMAT = 1
 
@@ -76,10 +76,14 @@ def _seal_key(config: KitConfig, purpose: str) -> bytes:
     ).derive(data_key)
 
 
+def _aad(name: str, public: dict[str, str]) -> bytes:
+    """What the ciphertext is bound to: its file name and the public part beside it."""
+    return json.dumps({"file": name, **public}, sort_keys=True).encode("utf-8")
+
+
 def _sealed_bytes(config: KitConfig, name: str, secret: bytes, public: dict[str, str]) -> bytes:
     nonce = os.urandom(12)
-    aad = json.dumps({"file": name, **public}, sort_keys=True).encode("utf-8")
-    sealed = AESGCM(_seal_key(config, name)).encrypt(nonce, secret, aad)
+    sealed = AESGCM(_seal_key(config, name)).encrypt(nonce, secret, _aad(name, public))
     doc = {"format": FORMAT, **public, "sealed": base64.b64encode(nonce + sealed).decode("ascii")}
     return json.dumps(doc).encode("utf-8")
 
@@ -103,9 +107,8 @@ def _read_sealed(config: KitConfig, name: str) -> tuple[bytes, dict[str, str]] |
         public = {str(k): str(v) for k, v in doc.items()}
     except (KeyError, TypeError, AttributeError, binascii.Error) as exc:
         raise SecretError(f"{path} is damaged: {exc}") from exc
-    aad = json.dumps({"file": name, **public}, sort_keys=True).encode("utf-8")
     try:
-        secret = AESGCM(_seal_key(config, name)).decrypt(raw[:12], raw[12:], aad)
+        secret = AESGCM(_seal_key(config, name)).decrypt(raw[:12], raw[12:], _aad(name, public))
     except (InvalidTag, ValueError) as exc:
         raise SecretError(
             f"{path} does not open with this kit's store: it belongs to another kit or is damaged"
