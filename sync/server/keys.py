@@ -11,12 +11,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sync.files import private_dir
 
 
-def private_folder(folder: Path) -> Path:
-    """``folder``, created if need be, readable by its owner only (a shared folder such
-    as ``/tmp`` is refused, not changed)."""
-    return private_dir(folder)
-
-
 def private_file(path: Path) -> None:
     """Make ``path`` (and its -wal/-shm companions, if there) owner-only."""
     for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
@@ -29,7 +23,7 @@ def load_or_create(path: Path) -> Ed25519PrivateKey:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        private_folder(path.parent)
+        private_dir(path.parent)
         key = Ed25519PrivateKey.generate()
         pem = key.private_bytes(
             serialization.Encoding.PEM,

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from sync.bodies import BodyError, check_body, counts_from
+from sync.files import private_dir
 from sync.protocol import (
     ID_PATTERN,
     Envelope,
@@ -41,7 +42,7 @@ from sync.protocol import (
 from sync.server import bookings
 from sync.server.db import make_engine, migrate, sqlite_path
 from sync.server.events import event
-from sync.server.keys import private_file, private_folder, public_bytes
+from sync.server.keys import private_file, public_bytes
 
 Clock = Callable[[], datetime]
 HOUR = timedelta(hours=1)
@@ -212,7 +213,7 @@ class ServerStore:
         if sqlite_file is not None:
             # Created owner-only, in an owner-only folder; SQLite gives -wal and -shm the
             # database file's mode.
-            private_folder(sqlite_file.parent)
+            private_dir(sqlite_file.parent)
             os.close(os.open(sqlite_file, os.O_RDWR | os.O_CREAT, 0o600))
             private_file(sqlite_file)
         self.engine: Engine = make_engine(db_url)
