@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import secrets
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -32,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import requests
 from sqlalchemy import text
 
+from bench._server import server_process
 from sync import protocol as p
 from sync.server.bookings import Bookings
 from sync.server.store import ServerStore
@@ -41,40 +39,6 @@ from tests.sync.live_server import PlainCodes, consent_record, envelope, visit_r
 ROOT = Path(__file__).resolve().parent.parent
 CODES = PlainCodes()
 SLOTS, PLACES = 40, 10
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def server_process(db_url: str, keys: Path) -> Iterator[str]:
-    port = _free_port()
-    # The receipt key in a folder of its own (never in a shared one such as /tmp).
-    key_file = str(keys / "server-key.pem")
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "_booking_server.py"), db_url, str(port), key_file],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        if proc.stdout.readline().strip() != "listening":
-            raise RuntimeError(f"the server did not start (exit {proc.wait()})")
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            with contextlib.suppress(requests.ConnectionError):
-                if requests.get(url + p.API_PREFIX + "/health", timeout=5).ok:
-                    break
-            time.sleep(0.05)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 def prepare(db_url: str, url: str, attendees: int) -> tuple[bytes, list[str], list[int]]:
@@ -152,7 +116,11 @@ def in_threads(
 
 
 def measure(db_url: str, attendees: int, threads: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as keys, server_process(db_url, Path(keys) / "k") as url:
+    # The receipt key in a folder of its own (never in a shared one such as /tmp).
+    with (
+        tempfile.TemporaryDirectory() as keys_dir,
+        server_process("_booking_server.py", db_url, str(Path(keys_dir) / "k" / "key.pem")) as url,
+    ):
         slip_key, codes, slots = prepare(db_url, url, attendees)
         booked = [0]
         refused = [0]

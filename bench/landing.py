@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,17 +32,12 @@ from printouts.codes import new_referral_code
 from printouts.payload import slip_url
 from sync.server.store import ServerStore
 from tests.support.pg import create_database, postgres_cluster
+from tests.support.ports import free_port
 from tests.sync.live_server import LiveServer, consent_record, enroll_kit, ingest, visit_record
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _start(db: str, folder: Path, workers: int) -> tuple[subprocess.Popen[bytes], str, Path]:
-    port = _free_port()
+    port = free_port()
     config = folder / f"server-{workers}.toml"
     config.write_text(
         f'database_url = "{db}"\nkey_file = "{folder / "key.pem"}"\nport = {port}\n'

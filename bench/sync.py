@@ -18,22 +18,19 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import dataclasses
 import secrets
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import requests
 
+from bench._server import server_process
 from sync import protocol as p
 from sync.client import SyncConfig, SyncSummary, sync_outbox
 from sync.server.store import ServerStore
@@ -49,39 +46,6 @@ PROXY_DELAY = 0.05
 SLOW_LINK = 1_000_000 / 8  # 1 Mbit/s, in bytes per second
 SLOW_RTT = 0.1
 TARGET_GZIP_RATIO = 4.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def server_process(db_url: str) -> Iterator[str]:
-    """The server in its own process; yields its base URL."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "_sync_server.py"), db_url, str(port)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        if proc.stdout.readline().strip() != "listening":
-            raise RuntimeError(f"the server did not start (exit {proc.wait()})")
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(100):  # the socket is bound; wait for the app to answer
-            with contextlib.suppress(requests.ConnectionError):
-                if requests.get(url + p.API_PREFIX + "/health", timeout=5).ok:
-                    break
-            time.sleep(0.05)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 def enroll(db_url: str, url: str, kit_id: str) -> p.KitCredentials:
@@ -136,7 +100,7 @@ def batched_vs_single(db_dir: Path, n: int) -> tuple[float, float, int, int]:
     records = visits(kit_id, n)
 
     db_batched = f"sqlite:///{db_dir / 'batched.sqlite3'}"
-    with server_process(db_batched) as url:
+    with server_process("_sync_server.py", db_batched) as url:
         credentials = enroll(db_batched, url, kit_id)
         engine = kit_engine(db_dir / "kit-batched.sqlite3")
         queue(engine, records)
@@ -149,7 +113,7 @@ def batched_vs_single(db_dir: Path, n: int) -> tuple[float, float, int, int]:
     batched_ok = summary.confirmed if summary.all_confirmed else 0
 
     db_single = f"sqlite:///{db_dir / 'single.sqlite3'}"
-    with server_process(db_single) as url:
+    with server_process("_sync_server.py", db_single) as url:
         credentials = enroll(db_single, url, kit_id)
         host, port = url.removeprefix("http://").split(":")
         single_ok = 0
@@ -189,7 +153,7 @@ def over_slow_link(db_dir: Path, n: int, *, compress: bool, limited: bool = True
     kit_id = "kit-bench-link"
     name = ("gzip" if compress else "plain") + ("" if limited else "-unlimited")
     db_url = f"sqlite:///{db_dir / f'link-{name}.sqlite3'}"
-    with server_process(db_url) as url:
+    with server_process("_sync_server.py", db_url) as url:
         credentials = enroll(db_url, url, kit_id)
         engine = kit_engine(db_dir / f"kit-link-{name}.sqlite3")
         queue(engine, visits(kit_id, n))
@@ -210,7 +174,7 @@ def over_slow_link(db_dir: Path, n: int, *, compress: bool, limited: bool = True
 
 def concurrent_rate(db_url: str, db_dir: Path, kits: int, per_kit: int) -> tuple[float, int, int]:
     """Records per second while ``kits`` kits sync at once; errors; records the server holds."""
-    with server_process(db_url) as url:
+    with server_process("_sync_server.py", db_url) as url:
         engines = []
         credentials = []
         for i in range(kits):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -26,6 +25,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.support.ports import free_port
 
 BACKEND = Path("/usr/lib/cups/backend/cups-pdf")
 PPD_GLOBS = ("/usr/share/ppd/cups-pdf/CUPS-PDF_opt.ppd", "/usr/share/cups/model/CUPS-PDF*.ppd")
@@ -46,12 +47,6 @@ def _ppd() -> Path | None:
 
 def _which(name: str) -> str | None:
     return shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin:/usr/bin:/bin")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -173,7 +168,7 @@ class PrivateCups:
     def add_unreachable_printer(self, name: str | None = None) -> str:
         """A network printer that is switched off: nothing listens on its port."""
         name = name or f"off{uuid.uuid4().hex[:10]}"
-        self._add(name, f"socket://127.0.0.1:{_free_port()}", ())
+        self._add(name, f"socket://127.0.0.1:{free_port()}", ())
         return name
 
     def _add(self, name: str, uri: str, options: tuple[str, ...]) -> None:

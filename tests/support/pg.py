@@ -10,7 +10,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -18,15 +17,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.support.ports import free_port
+
 
 class PostgresUnavailable(RuntimeError):
     """The binaries or the account needed to run PostgreSQL here are missing."""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pg_bindir() -> Path | None:
@@ -58,7 +53,7 @@ def postgres_cluster(*, fsync: bool = False) -> Iterator[str]:
         prefix = [runuser, "-u", "postgres", "--"]
         os.chown(root, account.pw_uid, account.pw_gid)
     data = Path(root) / "data"
-    port = _free_port()
+    port = free_port()
     pg_ctl = str(bindir / "pg_ctl")
     try:
         subprocess.run(

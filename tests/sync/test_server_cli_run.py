@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,16 +11,11 @@ from pathlib import Path
 import requests
 
 from sync import protocol as p
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.ports import free_port
 
 
 def test_server_run_serves_the_configured_database(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "server.toml"
     config.write_text(f'database_url = "data/server.sqlite3"\nport = {port}\n')
     (tmp_path / "data").mkdir()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import requests
 from sync.server.limits import Buckets, DatabaseBuckets, TokenBuckets, network_key
 from sync.server.settings import ServerSettings
 from sync.server.store import ServerStore
+from tests.support.ports import free_port
 from tests.sync.live_server import (
     LiveServer,
     ManualClock,
@@ -249,12 +249,6 @@ def test_forwarded_for_ignored_from_a_proxy_not_configured(sqlite_url: str) -> N
 # --- several workers on PostgreSQL ---------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _children(pid: int) -> list[int]:
     out = []
     for entry in Path("/proc").iterdir():
@@ -295,7 +289,7 @@ def test_the_limit_counts_once_across_four_workers(tmp_path: Path, pg_cluster: s
     from tests.support.pg import create_database
 
     db = create_database(pg_cluster)
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "server.toml"
     config.write_text(
         f'database_url = "{db}"\nkey_file = "{tmp_path / "key.pem"}"\nport = {port}\n'
