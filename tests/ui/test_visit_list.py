@@ -14,6 +14,8 @@ from popup_kit.ui.screens.dialogs import ConfirmScreen, ReasonScreen
 from popup_kit.ui.screens.home import HomeScreen
 from popup_kit.ui.screens.visit import LanguageScreen
 from popup_kit.ui.screens.visits import VisitDetailScreen, VisitListScreen
+from tests.forms.answers import BENIGN
+from tests.kit.conftest import CONSENT_MIN, visit_input
 from tests.ui.driver import SELF_CARE, answer_until_done, begin_visit, plan_for, start_day
 
 SIZE = (80, 24)
@@ -25,6 +27,17 @@ async def record(pilot: Any, app: BoothApp, plan: dict[str, Any]) -> None:
     await pilot.press("enter", "s", "enter")
     await pilot.pause()
     assert isinstance(app.screen, HomeScreen)
+
+
+def seed(stored: Callable[[], VisitService], *changes: dict[str, Any]) -> list[str]:
+    """Visits recorded straight through the visit service before the app opens, one per
+    ``changes`` to the benign person: these tests need rows in the list, not a typed visit."""
+    service = stored()
+    consent = {**CONSENT_MIN, "c2": True}
+    return [
+        service.record_visit(visit_input(answers={**BENIGN, **c}, consent=consent)).code
+        for c in changes
+    ]
 
 
 async def test_search_open_void_and_correct(
@@ -153,12 +166,10 @@ def status_of(app: BoothApp) -> str:
 async def test_a_typed_code_lands_in_the_search_box_on_open(
     make_app: Callable[[], BoothApp], stored: Callable[[], VisitService]
 ) -> None:
+    codes = seed(stored, {}, {"osteoporosis": True})
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await start_day(pilot, app)
-        await record(pilot, app, SELF_CARE)
-        await record(pilot, app, plan_for(osteoporosis=True))
-        codes = [v.code for v in stored().list_visits()]
         await pilot.press("l")
         await pilot.pause()
         assert app.screen.query_one("#search").has_focus
@@ -171,12 +182,10 @@ async def test_a_typed_code_lands_in_the_search_box_on_open(
 async def test_a_scanned_url_is_found_even_with_the_list_focused(
     make_app: Callable[[], BoothApp], stored: Callable[[], VisitService]
 ) -> None:
+    code = seed(stored, {}, {"osteoporosis": True})[1]
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await start_day(pilot, app)
-        await record(pilot, app, SELF_CARE)
-        await record(pilot, app, plan_for(osteoporosis=True))
-        code = stored().list_visits()[1].code
         await pilot.press("l")
         await pilot.pause()
         await pilot.press("down")  # the volunteer moved to the list before scanning
@@ -197,11 +206,10 @@ async def test_a_scanned_url_is_found_even_with_the_list_focused(
 async def test_two_swapped_characters_say_the_check_does_not_match(
     make_app: Callable[[], BoothApp], stored: Callable[[], VisitService]
 ) -> None:
+    (code,) = seed(stored, {})
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await start_day(pilot, app)
-        await record(pilot, app, SELF_CARE)
-        code = stored().list_visits()[0].code
         await pilot.press("l")
         await pilot.pause()
         await pilot.press(*swap_two(code))
@@ -222,13 +230,13 @@ async def test_two_swapped_characters_say_the_check_does_not_match(
 async def test_a_void_visit_is_marked_in_the_list_and_cannot_be_reprinted(
     make_app: Callable[[], BoothApp], stored: Callable[[], VisitService], config: Any
 ) -> None:
+    seed(stored, {})
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await start_day(pilot, app)
-        await record(pilot, app, SELF_CARE)
-        await app.workers.wait_for_complete()
         visit = stored().list_visits()[0]
         stored().void_visit(visit.visit_id, "duplicate", "CD")  # voided elsewhere (the CLI)
+        config.slips_dir.mkdir(parents=True, exist_ok=True)
         slips = sorted(config.slips_dir.iterdir())
         await pilot.press("l")
         await pilot.pause()
@@ -251,10 +259,10 @@ async def test_a_void_visit_is_marked_in_the_list_and_cannot_be_reprinted(
 async def test_the_correction_screen_uses_the_visits_labels_keys_and_order(
     make_app: Callable[[], BoothApp], stored: Callable[[], VisitService]
 ) -> None:
+    seed(stored, {})
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await start_day(pilot, app)
-        await record(pilot, app, SELF_CARE)
         await pilot.press("l", "enter", "c")
         await pilot.pause()
         screen = app.screen
