@@ -17,7 +17,7 @@ from sync.server.bookings import Bookings
 from sync.server.codes import CodeRules, check_code
 from sync.server.deps import Calls, Limits, Rules, Settings, Store
 from sync.server.limits import LandingLimits
-from sync.server.routers.slip import html, network_limited, owner_of
+from sync.server.routers.slip import SlipState, html, network_limited, owner_of, slip_state
 from sync.server.routers.withdraw import withdrawn_page
 from sync.server.settings import ServerSettings
 from sync.server.store import ServerStore
@@ -52,9 +52,9 @@ def referral(
     language = landing.page_language(l, lang)
     if network_limited(request, limits):
         return _too_many(language, settings.emergency_number, limits.network.retry_after())
-    page = _landing(store, rules, limits, code, s, language, settings.emergency_number)
-    if page is not None and s is not None and page.status == 200:
-        page = _with_call(page, calls, store, rules, code, s, settings)
+    page, state = _landing(store, rules, limits, code, s, language, settings.emergency_number)
+    if page is not None and state is not None and s is not None and page.status == 200:
+        page = _with_call(page, calls, state, s, settings)
     if page is None:
         return _too_many(language, settings.emergency_number, limits.code.retry_after())
     return HTMLResponse(page.html, page.status)
@@ -65,20 +65,12 @@ def _too_many(language: str, emergency_number: str, retry_after: int) -> HTMLRes
 
 
 def _with_call(
-    page: landing.Page,
-    calls: Bookings,
-    store: ServerStore,
-    rules: CodeRules,
-    raw_code: str,
-    sig: str,
-    settings: ServerSettings,
+    page: landing.Page, calls: Bookings, state: SlipState, sig: str, settings: ServerSettings
 ) -> landing.Page:
     """The way to the call page (booking, call-back), on a page that offers it."""
-    code = check_code(rules, raw_code)
-    owner = None if code is None else owner_of(store, rules, code, sig)
-    if code is None or owner is None or withdrawn_page(store, owner, code, None, "") is not None:
+    if state.withdrawn:
         return page
-    found = store.referral(code, owner)
+    code, owner, found = state.code, state.kit_id, state.referral
     if found is not None and (found.void or not found.shared or found.level is None):
         return page
     level = None if found is None else found.level
@@ -115,13 +107,14 @@ def _landing(
     sig: str | None,
     language: str,
     emergency_number: str,
-) -> landing.Page | None:
-    """The page for this code and signature; None when the code's attempts are spent."""
+) -> tuple[landing.Page | None, SlipState | None]:
+    """The page for this code and signature (None when the code's attempts are spent),
+    and the slip's state once its signature checked out."""
     code = check_code(rules, raw_code)
     # Without a valid signature, only the generic page: the code alone is printed large on
     # the slip and says nothing of its outcome, nor whether the server knows it.
     if code is None or sig is None:
-        return landing.not_found(language, emergency_number)
+        return landing.not_found(language, emergency_number), None
     # The slip belongs to the kit whose key signed it; only that kit's records count.
     owner = owner_of(store, rules, code, sig)
     if owner is None:
@@ -129,19 +122,22 @@ def _landing(
         # opens the page, so that someone who reads the code off a slip cannot lock its
         # holder out. A 50-bit signature is not guessed within any allowance.
         if not limits.code.take(code):
-            return None
-        return landing.not_found(language, emergency_number)
+            return None, None
+        return landing.not_found(language, emergency_number), None
+    state = slip_state(store, code, owner)
     # After a withdrawal: only that, and the safety advice.
-    after = withdrawn_page(store, owner, code, language, emergency_number)
+    after = withdrawn_page(state, language, emergency_number)
     if after is not None:
-        return after
-    found = store.referral(code, owner)
+        return after, state
+    found = state.referral
     if found is not None:
         language = landing.page_language(found.language, language)
         # The booth that made the slip says which number to call; version 1 bodies did not.
         number = found.emergency_number or emergency_number
         if found.void or not found.shared or found.level is None:
-            return offer(landing.not_shared(code, language, number), code, sig, language)
-        page = landing.next_steps(code, found.level, language, number, booth=found.booth)
-        return offer(page, code, sig, language)
-    return offer(landing.pending(code, language, emergency_number), code, sig, language)
+            page = landing.not_shared(code, language, number)
+        else:
+            page = landing.next_steps(code, found.level, language, number, booth=found.booth)
+        return offer(page, code, sig, language), state
+    page = landing.pending(code, language, emergency_number)
+    return offer(page, code, sig, language), state

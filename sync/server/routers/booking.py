@@ -28,7 +28,7 @@ from sync.server.bookings import Bookings
 from sync.server.codes import CodeRules, check_code
 from sync.server.deps import Calls, Limits, Rules, Settings, Store
 from sync.server.limits import LandingLimits
-from sync.server.routers.slip import html, network_limited, owner_of, read_form
+from sync.server.routers.slip import html, network_limited, owner_of, read_form, slip_state
 from sync.server.routers.withdraw import withdrawn_page
 from sync.server.settings import ServerSettings
 from sync.server.store import ServerStore
@@ -75,10 +75,11 @@ def _resolve(
         if code is not None and sig is not None and not limits.code.take(code):
             return landing.too_many(asked, emergency_number)
         return landing.not_found(asked, emergency_number)
-    after = withdrawn_page(store, owner, code, asked, emergency_number)
+    state = slip_state(store, code, owner)
+    after = withdrawn_page(state, asked, emergency_number)
     if after is not None:
         return after
-    found = store.referral(code, owner)
+    found = state.referral
     if found is None:
         return _Slip(code, sig, owner, pages.language_of(asked), None, emergency_number, True)
     language = pages.language_of(landing.page_language(found.language, asked))

@@ -3,6 +3,7 @@ allowance, the HTML answer (429 with its Retry-After) and the plain form a page 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from fastapi import Request
@@ -11,9 +12,10 @@ from fastapi.responses import HTMLResponse
 from sync.server import landing
 from sync.server.codes import CodeRules, signature_valid
 from sync.server.limits import LandingLimits, network_key
-from sync.server.store import ServerStore
+from sync.server.store import AttendeeWithdrawal, Referral, ServerStore
+from sync.server.withdraw_pages import language_of
 
-__all__ = ["html", "network_limited", "owner_of", "read_form"]
+__all__ = ["SlipState", "html", "network_limited", "owner_of", "read_form", "slip_state"]
 
 
 def owner_of(store: ServerStore, rules: CodeRules, code: str, sig: str) -> str | None:
@@ -28,6 +30,39 @@ def owner_of(store: ServerStore, rules: CodeRules, code: str, sig: str) -> str |
         ):
             return kit.kit_id
     return None
+
+
+@dataclass(frozen=True)
+class SlipState:
+    """What the centre holds for one slip of the kit that signed it, read once a request."""
+
+    code: str
+    kit_id: str
+    withdrawal: AttendeeWithdrawal | None  # made on the slip's page
+    referral: Referral | None  # None: the visit has not arrived
+
+    @property
+    def withdrawn(self) -> bool:
+        """Withdrawn on the slip's page or at the booth."""
+        return self.withdrawal is not None or (
+            self.referral is not None and self.referral.withdrawn
+        )
+
+    def language(self, asked: str | None) -> str:
+        """The slip's language: as withdrawn, else the visit's, else as the URL asks."""
+        if self.withdrawal is not None:
+            chosen: str | None = self.withdrawal.language
+        elif self.referral is not None and not self.referral.withdrawn:
+            chosen = self.referral.language
+        else:
+            chosen = asked
+        return language_of(chosen)
+
+
+def slip_state(store: ServerStore, code: str, kit_id: str) -> SlipState:
+    return SlipState(
+        code, kit_id, store.attendee_withdrawal(kit_id, code), store.referral(code, kit_id)
+    )
 
 
 def html(page: landing.Page, retry_after: int = 60) -> HTMLResponse:

@@ -16,7 +16,14 @@ from sync.server import withdraw_pages as pages
 from sync.server.codes import CodeRules, check_code
 from sync.server.deps import Limits, Rules, Settings, Store
 from sync.server.limits import LandingLimits
-from sync.server.routers.slip import html, network_limited, owner_of, read_form
+from sync.server.routers.slip import (
+    SlipState,
+    html,
+    network_limited,
+    owner_of,
+    read_form,
+    slip_state,
+)
 from sync.server.store import ServerStore
 
 router = APIRouter()
@@ -33,28 +40,16 @@ def _too_many(limits: LandingLimits, language: str, emergency_number: str) -> HT
     return html(page, limits.network.retry_after())
 
 
-def language_for(store: ServerStore, kit_id: str, code: str, asked: str | None) -> str:
-    """The slip's language: as withdrawn, else the visit's, else as the URL asks."""
-    done = store.attendee_withdrawal(kit_id, code)
-    if done is not None:
-        return pages.language_of(done.language)
-    found = store.referral(code, kit_id)
-    if found is not None and not found.withdrawn:
-        return pages.language_of(found.language)
-    return pages.language_of(asked)
-
-
 def withdrawn_page(
-    store: ServerStore, kit_id: str, code: str, asked: str | None, emergency_number: str
+    state: SlipState, asked: str | None, emergency_number: str
 ) -> landing.Page | None:
     """The page after a withdrawal (on the slip's page or at the booth), else None."""
-    done = store.attendee_withdrawal(kit_id, code)
-    found = store.referral(code, kit_id)
-    if done is None and (found is None or not found.withdrawn):
+    if not state.withdrawn:
         return None
     # The booth's own number when its visit has arrived (the skeleton keeps the booth).
+    found = state.referral
     number = (found.emergency_number if found else None) or emergency_number
-    return pages.withdrawn(code, language_for(store, kit_id, code, asked), number)
+    return pages.withdrawn(state.code, state.language(asked), number)
 
 
 @router.get("/r/{code}/withdraw", response_class=HTMLResponse, responses=_RESPONSES)
@@ -78,11 +73,11 @@ def confirm(
         if canonical is not None and not limits.code.take(canonical):
             return _too_many(limits, asked, settings.emergency_number)
         return html(landing.not_found(asked, settings.emergency_number))
-    lang = asked
-    after = withdrawn_page(store, owner, canonical, lang, settings.emergency_number)
+    state = slip_state(store, canonical, owner)
+    after = withdrawn_page(state, asked, settings.emergency_number)
     if after is not None:
         return html(after)
-    language = language_for(store, owner, canonical, lang)
+    language = state.language(asked)
     return html(pages.confirm(canonical, s, language, settings.emergency_number))
 
 
@@ -129,6 +124,6 @@ def _withdraw(
         if code is not None and not limits.code.take(code):
             return None
         return landing.not_found(pages.language_of(lang), emergency_number)
-    language = language_for(store, owner, code, lang)
+    language = slip_state(store, code, owner).language(lang)
     store.withdraw_by_attendee(owner, code, language)
     return pages.withdrawn(code, language, emergency_number)
