@@ -1,0 +1,85 @@
+"""The four KPIs on the small hand-checked month (tests/sync/kpi_month.py): every value
+below was worked out by hand from the table in that module, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import date
+from zoneinfo import ZoneInfo
+
+from sync.server import kpis
+from sync.server.worklist import Deadlines
+from tests.sync import kpi_month
+from tests.sync.clinic_support import run_clinic
+
+# By hand (hours after the visit; see kpi_month's table):
+# time to first contact: needs contact R1 R2 R3 R4 R5 R8 R10 R11 (urgent, routine, call-back).
+#   reached R1 3, R2 30 (> 24 h: breach), R3 48, R8 21 (window end 22), R10 10, R11 2;
+#   R4 never, past 7 d: breach; R5 not due yet: left out.
+#   share 5/7; sorted 2 3 10 21 30 48: p50 rank ceil(3)=3 -> 10, p90 rank ceil(5.4)=6 -> 48.
+# appropriateness: decided R1 R2 R3 R6 R7 R8 R10 R11 = 8; conservative first and not escalated
+#   in 12 weeks: R3 R10 = 2; conservative then escalated: R2 (day 40), R8 (day 12) = 2.
+# escalation latency: R1 3.5, R2 960, R6 1, R7 6, R11 2, R8 5 (from its w2 warning);
+#   sorted 1 2 3.5 5 6 960: p50 rank 3 -> 3.5, p90 rank 6 -> 960;
+#   suspected CES R1 (UR1) R6 (EM1) R11 (UR2) R8 (warning) = 4, within 4 h: R1 R6 R11 = 3.
+# early improvement: reached day 17 R1 R2 R3 R4 R6 R7 R8 R10 = 8, respondents R1 R2 R3 R6 R8
+#   R10 = 6; improved R1 leg 8->4, R3 back 5->3 = 2 (R10's superseded 6->2 is not counted).
+EXPECTED = {
+    "time_to_first_contact": {
+        "numerator": 5,
+        "denominator": 7,
+        "p50_hours": 10.0,
+        "p90_hours": 48.0,
+    },
+    "appropriateness": {"numerator": 2, "denominator": 8, "escalated_later": 2},
+    "escalation_latency": {"numerator": 3, "denominator": 4, "p50_hours": 3.5, "p90_hours": 960.0},
+    "early_improvement": {"numerator": 2, "denominator": 6, "respondents": 6, "reached_day17": 8},
+}
+
+
+def test_kpis_match_the_hand_checked_month(db_url: str) -> None:
+    with run_clinic(db_url) as clinic:
+        kpi_month.build(clinic)
+        got = kpis.compute(clinic.live.store, Deadlines()).as_json()
+    by_name = {k["kpi"]: k for k in got}
+    for name, expected in EXPECTED.items():
+        for key, value in expected.items():
+            assert by_name[name][key] == value, (name, key)
+        assert by_name[name]["value"] == expected["numerator"] / expected["denominator"]
+    breaches = by_name["time_to_first_contact"]["breaches"]
+    assert [b["code"] for b in breaches] == [kpi_month.code_of("R2"), kpi_month.code_of("R4")]
+    assert breaches[0]["reached_at"] is not None and breaches[1]["reached_at"] is None
+    assert by_name["early_improvement"]["response_rate"] == 0.75
+    assert by_name["escalation_latency"]["escalations"] == 6
+
+
+def test_kpis_filter_by_booth_event_and_clinic_days(sqlite_url: str) -> None:
+    with run_clinic(sqlite_url) as clinic:
+        kpi_month.build(clinic)
+        store = clinic.live.store
+
+        def of(**period: object) -> kpis.Kpis:
+            return kpis.compute(store, Deadlines(), kpis.Period(**period))  # type: ignore[arg-type]
+
+        south = of(booth="south").time_to_first_contact
+        assert (south.numerator, south.denominator) == (2, 3)  # R10 R11 in time, R4 breach
+        fair = of(event="fair")
+        assert (fair.time_to_first_contact.numerator, fair.time_to_first_contact.denominator) == (
+            1,
+            1,
+        )
+        assert (fair.appropriateness.numerator, fair.appropriateness.denominator) == (1, 1)
+        # R7's visit, 23:30 UTC on 30 September, is 1 October in London.
+        london = of(start=date(2026, 10, 1))
+        assert len(london.escalation_latency.hours) == 6
+        utc = of(start=date(2026, 10, 1), zone=ZoneInfo("UTC"))
+        assert len(utc.escalation_latency.hours) == 5
+        october = of(end=date(2026, 10, 31)).time_to_first_contact  # leaves R5 R11 out
+        assert (october.numerator, october.denominator) == (4, 6)
+
+
+def test_percentile_is_nearest_rank() -> None:
+    assert kpis.percentile([], 50) is None
+    assert kpis.percentile([4.0], 90) == 4.0
+    assert kpis.percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.0
+    assert kpis.percentile([1.0, 2.0, 3.0, 4.0], 90) == 4.0
+    assert kpis.percentile([float(i) for i in range(1, 11)], 90) == 9.0
