@@ -120,6 +120,31 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     audit.add_argument("--json", action="store_true", help="print JSON (all entries)")
     audit.add_argument("--limit", type=int, default=200, help="newest entries shown (default 200)")
 
+    kpi = _server_command(
+        commands,
+        "kpis",
+        "Print the four tele-triage KPIs for a period of visit dates, a booth, an event.",
+        _kpis,
+    )
+    kpi.add_argument(
+        "--from",
+        dest="start",
+        type=date.fromisoformat,
+        metavar="D",
+        help="first visit date (YYYY-MM-DD, clinic time zone)",
+    )
+    kpi.add_argument(
+        "--to",
+        dest="end",
+        type=date.fromisoformat,
+        metavar="D",
+        help="last visit date (YYYY-MM-DD, clinic time zone)",
+    )
+    kpi.add_argument("--booth", default="", help="only this booth")
+    kpi.add_argument("--event", default="", help="only this event")
+    kpi.add_argument("--at", metavar="TIME", help="as the figures stood at this ISO 8601 time")
+    kpi.add_argument("--json", action="store_true", help="print one JSON object per KPI")
+
     slots = commands.add_parser(
         "slots", help="Publish and list call slots.", description="Publish and list call slots."
     )
@@ -332,6 +357,37 @@ def _records(args: argparse.Namespace) -> int:
         kind = r.record_type + (" (withdrawn)" if r.scrubbed else "")
         table.add_row(r.record_id, r.kit_id, kind, r.content_hash[:16] + "…", r.received_at)
     Console().print(table)
+    return 0
+
+
+def _kpis(args: argparse.Namespace) -> int:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from sync.server import kpis
+    from sync.server.routers.clinic import deadlines_of
+
+    now = None
+    if args.at:
+        try:
+            now = datetime.fromisoformat(args.at)
+        except ValueError as exc:
+            raise CommandError(f"--at {args.at!r} is not an ISO 8601 time", 2) from exc
+        if now.tzinfo is None:
+            raise CommandError("--at needs its offset or Z", 2)
+    settings = _settings(args)
+    zone = ZoneInfo(settings.clinic_timezone)
+    period = kpis.Period(args.start, args.end, args.booth, args.event, zone)
+    store = _open(args)
+    try:
+        found = kpis.compute(store, deadlines_of(settings), period, now)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(found.as_json()))
+        return 0
+    for line in kpis.text_lines(found):
+        print(line)
     return 0
 
 

@@ -333,9 +333,15 @@ class Kpis:
         return [k.as_json() for k in self.all()]
 
 
-def compute(store: ServerStore, deadlines: wl.Deadlines, period: Period | None = None) -> Kpis:
+def compute(
+    store: ServerStore,
+    deadlines: wl.Deadlines,
+    period: Period | None = None,
+    now: datetime | None = None,
+) -> Kpis:
+    """The four KPIs as they stand at ``now`` (default: the store's clock)."""
     period = period or Period()
-    now = store.clock()
+    now = now or store.clock()
     out = Kpis()
     for ref in referrals(store, deadlines):
         if period.keep(ref):
@@ -455,3 +461,51 @@ def referrals(store: ServerStore, deadlines: wl.Deadlines) -> list[Referral]:
             )
         )
     return out
+
+
+def _shown(value: float | None, unit: str = "%") -> str:
+    if value is None:
+        return "-"
+    return f"{value * 100:.1f} %" if unit == "%" else f"{value:.1f} h"
+
+
+def _hours(values: list[float], p: float) -> str:
+    return _shown(percentile(values, p), "h")
+
+
+def text_lines(found: Kpis) -> list[str]:
+    """The four KPIs as a plain table, the same figures as the JSON."""
+    t, a, e, i = found.all()
+    rows = [
+        ("KPI", "value", "numerator/denominator", "details"),
+        (
+            "time to first contact",
+            _shown(t.value),
+            f"{t.numerator}/{t.denominator} in time",
+            f"p50 {_hours(t.hours, 50)}, p90 {_hours(t.hours, 90)}, {len(t.breaches)} breaches",
+        ),
+        (
+            "appropriateness",
+            _shown(a.value),
+            f"{a.numerator}/{a.denominator} conservative",
+            f"{a.escalated_later} conservative then escalated",
+        ),
+        (
+            "escalation latency",
+            _shown(e.value),
+            f"{e.numerator}/{e.denominator} CES in 4 h",
+            f"p50 {_hours(e.hours, 50)}, p90 {_hours(e.hours, 90)}, {len(e.hours)} escalations",
+        ),
+        (
+            "early improvement (w2)",
+            _shown(i.value),
+            f"{i.numerator}/{i.denominator} improved",
+            f"response rate {_shown(i.response_rate)} ({i.respondents}/{i.reached_day17})",
+        ),
+    ]
+    widths = [max(len(r[n]) for r in rows) for n in range(3)]
+    lines = ["  ".join(r[n].ljust(widths[n]) for n in range(3)) + "  " + r[3] for r in rows]
+    for b in sorted(t.breaches, key=lambda b: (b.deadline, b.kit_id, b.code)):
+        reached = "not reached" if b.reached_at is None else f"reached {iso(b.reached_at)}"
+        lines.append(f"breach: {b.kit_id} {b.code} {b.level} due {iso(b.deadline)}, {reached}")
+    return lines

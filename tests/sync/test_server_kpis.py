@@ -3,13 +3,18 @@ below was worked out by hand from the table in that module, on SQLite and Postgr
 
 from __future__ import annotations
 
+import json
 from datetime import date
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
+
+from popup_kit.cli import main
 from sync.server import kpis
 from sync.server.worklist import Deadlines
 from tests.sync import kpi_month
-from tests.sync.clinic_support import run_clinic
+from tests.sync.clinic_support import NOW, run_clinic
 
 # By hand (hours after the visit; see kpi_month's table):
 # time to first contact: needs contact R1 R2 R3 R4 R5 R8 R10 R11 (urgent, routine, call-back).
@@ -83,3 +88,39 @@ def test_percentile_is_nearest_rank() -> None:
     assert kpis.percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.0
     assert kpis.percentile([1.0, 2.0, 3.0, 4.0], 90) == 4.0
     assert kpis.percentile([float(i) for i in range(1, 11)], 90) == 9.0
+
+
+def test_server_kpis_json_and_text_print_the_hand_checked_figures(
+    sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with run_clinic(sqlite_url) as clinic:
+        kpi_month.build(clinic)
+    config = tmp_path / "kpis.toml"
+    config.write_text(f"database_url = {json.dumps(sqlite_url)}\n")
+    at = ["--at", NOW.isoformat(), "--config", str(config)]
+    assert main(["server", "kpis", "--json", *at]) == 0
+    by_name = {k["kpi"]: k for k in json.loads(capsys.readouterr().out)}
+    assert set(by_name) == set(EXPECTED)
+    for name, expected in EXPECTED.items():
+        for key, value in expected.items():
+            assert by_name[name][key] == value, (name, key)
+        assert by_name[name]["value"] == expected["numerator"] / expected["denominator"]
+    assert main(["server", "kpis", "--json", "--booth", "south", *at]) == 0
+    south = json.loads(capsys.readouterr().out)[0]
+    assert (south["numerator"], south["denominator"]) == (2, 3)
+    assert main(["server", "kpis", *at]) == 0
+    shown = capsys.readouterr().out
+    assert "5/7 in time" in shown and "2/8 conservative" in shown
+    assert "3/4 CES in 4 h" in shown and "2/6 improved" in shown
+    assert "p50 10.0 h, p90 48.0 h, 2 breaches" in shown
+    assert "response rate 75.0 % (6/8)" in shown
+    assert f"breach: {kpi_month.code_of('R4')}" not in shown  # the kit id comes first
+    assert shown.count("breach: ") == 2
+
+
+def test_server_kpis_refuses_a_time_without_its_offset(tmp_path: Path) -> None:
+    config = tmp_path / "server.toml"
+    config.write_text('database_url = "server.sqlite3"\n')
+    assert main(["server", "migrate", "--config", str(config)]) == 0
+    assert main(["server", "kpis", "--at", "2026-11-23T12:00", "--config", str(config)]) == 2
+    assert main(["server", "kpis", "--at", "yesterday", "--config", str(config)]) == 2
