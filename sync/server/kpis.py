@@ -509,3 +509,42 @@ def text_lines(found: Kpis) -> list[str]:
         reached = "not reached" if b.reached_at is None else f"reached {iso(b.reached_at)}"
         lines.append(f"breach: {b.kit_id} {b.code} {b.level} due {iso(b.deadline)}, {reached}")
     return lines
+
+
+@dataclass
+class Breakdown:
+    """The KPIs for the whole selection, by week of the visit (Monday, clinic time zone)
+    and by booth, from one pass over the referrals."""
+
+    overall: Kpis
+    weeks: dict[date, Kpis]
+    booths: dict[str, Kpis]
+    booth_names: list[str]
+    event_names: list[str]
+
+
+def breakdown(
+    store: ServerStore,
+    deadlines: wl.Deadlines,
+    period: Period | None = None,
+    now: datetime | None = None,
+) -> Breakdown:
+    period = period or Period()
+    now = now or store.clock()
+    found = Breakdown(Kpis(), {}, {}, [], [])
+    booths, events = set(), set()
+    for ref in referrals(store, deadlines):
+        booths.add(ref.booth)
+        if ref.event:
+            events.add(ref.event)
+        if not period.keep(ref):
+            continue
+        day = ref.visit_at.astimezone(period.zone).date()
+        week = day - timedelta(days=day.weekday())
+        found.overall.add(ref, now)
+        found.weeks.setdefault(week, Kpis()).add(ref, now)
+        found.booths.setdefault(ref.booth, Kpis()).add(ref, now)
+    found.weeks = dict(sorted(found.weeks.items()))
+    found.booths = dict(sorted(found.booths.items()))
+    found.booth_names, found.event_names = sorted(booths), sorted(events)
+    return found

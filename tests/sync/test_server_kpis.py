@@ -14,7 +14,7 @@ from popup_kit.cli import main
 from sync.server import kpis
 from sync.server.worklist import Deadlines
 from tests.sync import kpi_month
-from tests.sync.clinic_support import NOW, run_clinic
+from tests.sync.clinic_support import NOW, PASSWORD, run_clinic, sign_in
 
 # By hand (hours after the visit; see kpi_month's table):
 # time to first contact: needs contact R1 R2 R3 R4 R5 R8 R10 R11 (urgent, routine, call-back).
@@ -124,3 +124,35 @@ def test_server_kpis_refuses_a_time_without_its_offset(tmp_path: Path) -> None:
     assert main(["server", "migrate", "--config", str(config)]) == 0
     assert main(["server", "kpis", "--at", "2026-11-23T12:00", "--config", str(config)]) == 2
     assert main(["server", "kpis", "--at", "yesterday", "--config", str(config)]) == 2
+
+
+def test_dashboard_shows_the_hand_checked_figures_to_coordinators_only(sqlite_url: str) -> None:
+    with run_clinic(sqlite_url) as clinic:
+        kpi_month.build(clinic)
+        clinic.accounts.add_user("cora", "coordinator", PASSWORD)
+        clinic.accounts.add_user("dana", "clinician", PASSWORD)
+        clinician = sign_in(clinic, "dana").get(clinic.url + "/kpis", timeout=10)
+        assert clinician.status_code == 403
+        assert "5 / 7" not in clinician.text
+        web = sign_in(clinic, "cora")
+        page = web.get(clinic.url + "/kpis", timeout=10)
+        south = web.get(clinic.url + "/kpis", params={"booth": "south"}, timeout=10)
+        actions = [e.action for e in clinic.accounts.audit_entries()]
+    assert page.status_code == 200
+    html = page.text
+    for name, expected in EXPECTED.items():
+        n, d = expected["numerator"], expected["denominator"]
+        assert f'data-kpi="{name}" data-numerator="{n}" data-denominator="{d}"' in html
+        assert f"{n * 100 / d:.1f} %" in html
+    assert "median 10.0 h, 90th percentile 48.0 h" in html
+    assert "median 3.5 h, 90th percentile 960.0 h" in html
+    assert "Safety line: 2 conservative then escalated" in html
+    assert "Week-2 response rate 75.0 % (6 / 8)" in html
+    assert "2 breaches" in html and html.count('<tr class="breach">') == 2
+    # Weekly trend and per-booth charts, drawn by the server, for each KPI.
+    assert html.count('<svg class="chart"') == 8
+    assert "<script" not in html and "http://" not in html.replace(
+        'xmlns="http://www.w3.org/2000/svg"', ""
+    )
+    assert 'data-kpi="time_to_first_contact" data-numerator="2" data-denominator="3"' in south.text
+    assert actions.count("view_kpis") == 2

@@ -8,15 +8,17 @@ referral's details and each change is written to the access audit.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlencode
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from sync.server import kpi_charts, kpis
 from sync.server import worklist as wl
 from sync.server.accounts import Accounts, Policy, Session, SignInRefused, same_token
 from sync.server.deps import Settings, Store
@@ -356,6 +358,85 @@ def audit_json(request: Request, accounts: AccountsDep) -> Response:
     entries = accounts.audit_entries()
     accounts.audit(session.user, "export_audit", None, None, "")
     return JSONResponse([e.as_json() for e in entries], headers={"Cache-Control": "no-store"})
+
+
+# --- the coordinators' KPI dashboard ---------------------------------------------------
+
+
+def _day(value: str | None) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+KPI_TITLES = {
+    "time_to_first_contact": "Time to first contact: reached within the level's deadline",
+    "appropriateness": "Appropriateness: conservative and not escalated within 12 weeks",
+    "escalation_latency": "Escalation latency: suspected cauda equina arranged within 4 h",
+    "early_improvement": "Early improvement at week 2: leg (or back) NRS down >= 30 % and >= 2",
+}
+
+
+def _charts(found: kpis.Breakdown) -> list[dict[str, Any]]:
+    out = []
+    for n, (name, title) in enumerate(KPI_TITLES.items()):
+        overall = found.overall.all()[n]
+
+        def item(label: str, group: kpis.Kpis, n: int = n) -> tuple[str, float | None, str]:
+            kpi = group.all()[n]
+            return (label, kpi.value, f"{kpi.numerator}/{kpi.denominator}")
+
+        out.append(
+            {
+                "name": name,
+                "title": title,
+                "kpi": overall.as_json(),
+                "weekly": kpi_charts.bars(
+                    title + ", by week",
+                    [item(f"{w:%d %b}", g) for w, g in found.weeks.items()],
+                ),
+                "booths": kpi_charts.bars(
+                    title + ", by booth", [item(b, g) for b, g in found.booths.items()]
+                ),
+            }
+        )
+    return out
+
+
+@router.get("/kpis", response_class=HTMLResponse)
+def kpis_page(
+    request: Request, accounts: AccountsDep, settings: Settings, store: Store
+) -> Response:
+    session = _signed_in(request, accounts)
+    assert session.user is not None
+    if session.user.role != "coordinator":
+        return _refused("The KPI dashboard is for coordinators.")
+    q = request.query_params
+    period = kpis.Period(
+        _day(q.get("from")),
+        _day(q.get("to")),
+        q.get("booth", ""),
+        q.get("event", ""),
+        ZoneInfo(settings.clinic_timezone),
+    )
+    found = kpis.breakdown(store, deadlines_of(settings), period)
+    chosen = {
+        "from": "" if period.start is None else period.start.isoformat(),
+        "to": "" if period.end is None else period.end.isoformat(),
+        "booth": period.booth,
+        "event": period.event,
+    }
+    accounts.audit(session.user, "view_kpis", None, None, {k: v for k, v in chosen.items() if v})
+    return _page(
+        "kpis.html",
+        session=session,
+        charts=_charts(found),
+        chosen=chosen,
+        booths=found.booth_names,
+        events=found.event_names,
+        zone=settings.clinic_timezone,
+    )
 
 
 # --- vendored assets ---------------------------------------------------------------------
