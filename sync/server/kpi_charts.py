@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from html import escape
 
 WIDTH, HEIGHT = 560, 190
-LEFT, RIGHT, TOP, BOTTOM = 44, 8, 10, 40
+LEFT, RIGHT, TOP, BOTTOM = 44, 8, 18, 40
 
 
 def bars(title: str, items: Sequence[tuple[str, float | None, str]]) -> str:
