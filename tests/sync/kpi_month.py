@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from sync.server.bookings import Bookings
 from sync.server.store import ServerStore, iso
@@ -144,14 +144,7 @@ def respond(
 def build(clinic: Clinic) -> dict[str, str]:
     store = clinic.live.store
     kit_of = send_visits(clinic)
-    with store.engine.begin() as conn:
-        if not _has_followups(store):
-            serial = (
-                "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
-                if conn.dialect.name == "postgresql"
-                else "INTEGER PRIMARY KEY AUTOINCREMENT"
-            )
-            conn.execute(text(FOLLOWUP_TABLE.format(serial=serial)))
+    ensure_followups(store)
 
     def ev(name: str, kind: str, hours: float, **data: Any) -> None:
         spec = next(s for s in SPECS if s.name == name)
@@ -208,8 +201,14 @@ def build(clinic: Clinic) -> dict[str, str]:
     return kit_of
 
 
-def _has_followups(store: ServerStore) -> bool:
-    from sqlalchemy import inspect
-
-    with store.engine.connect() as conn:
-        return inspect(conn).has_table("followup_response")
+def ensure_followups(store: ServerStore) -> None:
+    """The follow-up table in the shared schema, where its migration has not run."""
+    with store.engine.begin() as conn:
+        if inspect(conn).has_table("followup_response"):
+            return
+        serial = (
+            "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
+            if conn.dialect.name == "postgresql"
+            else "INTEGER PRIMARY KEY AUTOINCREMENT"
+        )
+        conn.execute(text(FOLLOWUP_TABLE.format(serial=serial)))

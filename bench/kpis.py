@@ -1,0 +1,197 @@
+"""The four KPIs over many referrals on PostgreSQL (target: 100,000 under 2 s).
+
+Seeded by bulk insert in the shapes the ingest and the event API write: a visit and its
+consent per referral in the record table, attempts and decisions in referral_event,
+call-back requests, and week-2 follow-up responses. Times `kpis.compute` in a fresh
+process state (every body parsed: cold) and again (bodies already read: warm), beside the
+same with 1,000 referrals in the same run.
+
+Usage: uv run python bench/kpis.py [--referrals 100000] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import text
+
+from sync.server import kpis
+from sync.server import worklist as wl
+from sync.server.store import ServerStore, iso
+from tests.support.pg import create_database, postgres_cluster
+from tests.sync.clinic_support import NOW, run_clinic
+from tests.sync.kpi_month import ensure_followups
+
+TARGET_S = 2.0
+BOOTHS = [f"booth-{i}" for i in range(5)]
+LEVELS = ("emergency", "urgent", "urgent", "routine", "routine", "routine", "self_care")
+RECORD = (
+    "INSERT INTO record (record_id, kit_id, record_type, schema_version, content_hash, "
+    "created_at, received_at, signature, visit_id, visit_version, referral_code, payload, "
+    "body) VALUES (:r, :k, :t, 2, :h, :c, :ra, 'x', :v, :vv, :code, '{}', :b)"
+)
+EVENT = (
+    "INSERT INTO referral_event (kit_id, referral_code, kind, at, recorded_at, user_name, "
+    "data) VALUES (:k, :c, :kind, :at, :at, 'bench', :d)"
+)
+CALLBACK = (
+    "INSERT INTO callback_request (kit_id, referral_code, window_start, window_end, "
+    "deadline, phone, created_at) VALUES (:k, :c, :ws, :we, :we, NULL, :ws)"
+)
+FOLLOWUP = (
+    'INSERT INTO followup_response (kit_id, referral_code, "window", submitted_at, answers, '
+    "warning, superseded_at) VALUES (:k, :c, 'w2', :at, :a, :w, NULL)"
+)
+
+
+def seed(store: ServerStore, n: int, chunk: int = 5000) -> None:
+    for kit in BOOTHS:
+        store.create_enrollment(kit)
+    ensure_followups(store)
+    for start in range(0, n, chunk):
+        rows: dict[str, list[dict[str, Any]]] = {RECORD: [], EVENT: [], CALLBACK: [], FOLLOWUP: []}
+        for i in range(start, min(n, start + chunk)):
+            _one(i, rows)
+        with store.engine.begin() as conn:
+            for sql, params in rows.items():
+                if params:
+                    conn.execute(text(sql), params)
+
+
+def _one(i: int, rows: dict[str, list[dict[str, Any]]]) -> None:
+    kit = BOOTHS[i % len(BOOTHS)]
+    visit_id = str(uuid.uuid4())
+    code = f"{i:06X}-{uuid.uuid4().hex[:6].upper()}"
+    visit_at = NOW - timedelta(days=30) + timedelta(minutes=(i * 7) % (30 * 24 * 60))
+    level = LEVELS[i % len(LEVELS)]
+    rules = ["EM1"] if level == "emergency" and i % 3 == 0 else ["RO1"]
+    at = iso(visit_at)
+    visit = {
+        "sharing": "referral",
+        "consent": {"c2": True, "c3": True, "c4": True},
+        "booth": {"name": kit, "event": f"evening {i % 20}", "emergency_number": "999"},
+        "visit_id": visit_id,
+        "version": 1,
+        "status": "active",
+        "referral_code": code,
+        "visit_created_at": at,
+        "created_at": at,
+        "language": "en",
+        "answers": {"age_years": 20 + i % 60, "pain_nrs": 3 + i % 8, "leg_pain_nrs": i % 11},
+        "outcome": {"triage": level, "rules": rules, "ruleset_version": "2026.11-1"},
+        "contact": {"name": "Sam", "phone": f"+44 7700 9{i % 100000:05d}"},
+    }
+    consent = {"visit_id": visit_id, "items": {"c1": True, "c2": True, "c3": True}}
+    for record_type, body, version in (("consent", consent, None), ("visit", visit, 1)):
+        rows[RECORD].append(
+            {
+                "r": str(uuid.uuid4()),
+                "k": kit,
+                "t": record_type,
+                "h": "0" * 64,
+                "c": at,
+                "ra": iso(visit_at + timedelta(minutes=20)),
+                "v": visit_id,
+                "vv": version,
+                "code": code if record_type == "visit" else None,
+                "b": json.dumps(body),
+            }
+        )
+
+    def event(kind: str, hours: float, **data: Any) -> None:
+        rows[EVENT].append(
+            {
+                "k": kit,
+                "c": code,
+                "kind": kind,
+                "at": iso(visit_at + timedelta(hours=hours)),
+                "d": json.dumps(data, sort_keys=True),
+            }
+        )
+
+    if level == "self_care":
+        ws = visit_at + timedelta(hours=20)
+        rows[CALLBACK].append(
+            {"k": kit, "c": code, "ws": iso(ws), "we": iso(ws + timedelta(hours=2))}
+        )
+    if i % 10 != 0:  # one in ten is never reached
+        event("attempt", 1 + i % 5, result="no_answer", note="")
+        reached = 2 + i % 60
+        event("attempt", reached, result="reached", note="")
+        if level in ("emergency", "urgent") and i % 2 == 0:
+            arranged = iso(visit_at + timedelta(hours=reached + 1))
+            event(
+                "decision",
+                reached + 1,
+                decision="urgent_in_person",
+                escalation_arranged_at=arranged,
+                note="",
+            )
+        else:
+            event("decision", reached, decision="advice", note="")
+    if i % 3 != 0 and NOW - visit_at > timedelta(days=11):
+        answers = {"back_nrs": i % 8, "leg_nrs": (i * 3) % 11, "change": "much_better"}
+        rows[FOLLOWUP].append(
+            {
+                "k": kit,
+                "c": code,
+                "at": iso(visit_at + timedelta(days=12)),
+                "a": json.dumps(answers),
+                "w": int(i % 97 == 0),
+            }
+        )
+
+
+def run(db_url: str, n: int, runs: int) -> tuple[float, float, float, kpis.Kpis]:
+    with run_clinic(db_url) as clinic:
+        store = clinic.live.store
+        started = time.perf_counter()
+        seed(store, n)
+        seeded = time.perf_counter() - started
+        started = time.perf_counter()
+        found = kpis.compute(store, wl.Deadlines())
+        cold = time.perf_counter() - started
+        warm = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            kpis.compute(store, wl.Deadlines())
+            warm.append(time.perf_counter() - started)
+        return seeded, cold, sorted(warm)[len(warm) // 2], found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--referrals", type=int, default=100_000)
+    parser.add_argument("--baseline", type=int, default=1_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    with postgres_cluster(fsync=True) as cluster:
+        seeded, cold, warm, found = run(create_database(cluster), args.referrals, args.runs)
+        _, bcold, bwarm, _ = run(create_database(cluster), args.baseline, args.runs)
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    print(f"KPIs on PostgreSQL, {when}; seeded {args.referrals:,} referrals in {seeded:.0f} s")
+    print("| what | figure | baseline in the same run | ratio | target |")
+    print("|---|---|---|---|---|")
+    for name, big, small in (("cold (bodies parsed)", cold, bcold), ("warm (median)", warm, bwarm)):
+        ok = "✓" if big <= TARGET_S else "✗"
+        print(
+            f"| four KPIs, {args.referrals:,} referrals, {name} | {big:.2f} s | "
+            f"{args.baseline:,} referrals: {small:.3f} s | {big / small:.0f}x | "
+            f"≤ {TARGET_S:.0f} s {ok} |"
+        )
+    for k in found.as_json():
+        k.pop("breaches", None)
+        print(json.dumps(k))
+
+
+if __name__ == "__main__":
+    main()
