@@ -408,12 +408,49 @@ def _responses(store: ServerStore) -> dict[tuple[str, str], list[tuple[str, Resp
     return out
 
 
+Decided = tuple[str, datetime, datetime | None]
+
+
+def _log(
+    store: ServerStore,
+) -> tuple[dict[tuple[str, str], datetime], dict[tuple[str, str], list[Decided]]]:
+    """From the event log, in order: each referral's first attempt reached, as the
+    worklist's ``derive`` has it, and its decisions. Rows are fetched at once; an attempt's
+    data is parsed only when it can be a reached one."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT kit_id, referral_code, kind, at, data FROM referral_event "
+                "WHERE kind IN ('attempt', 'decision') ORDER BY id"
+            )
+        ).all()
+    contacts: dict[tuple[str, str], datetime] = {}
+    decisions: dict[tuple[str, str], list[Decided]] = {}
+    for kit, code, kind, at, data in rows:
+        key = (kit, code)
+        if kind == "attempt":
+            if key in contacts or "reached" not in data:
+                continue
+            if json.loads(data).get("result") == "reached":
+                contacts[key] = wl._utc(at)
+        else:
+            found = json.loads(data)
+            decisions.setdefault(key, []).append(
+                (
+                    str(found.get("decision")),
+                    wl._utc(at),
+                    wl.parse_time(found.get("escalation_arranged_at")),
+                )
+            )
+    return contacts, decisions
+
+
 def referrals(store: ServerStore, deadlines: wl.Deadlines) -> list[Referral]:
     """Every shared referral (open or not), the worklist's own way of deciding which."""
     consents = wl._consents(store)
     withdrawn = wl._withdrawn(store)
     callbacks = wl._callbacks(store)
-    events = wl._events(store)
+    contacts, decisions = _log(store)
     responses = _responses(store)
     visits = wl._visits(store)
     cache = _INTAKES.get(store)
@@ -424,9 +461,8 @@ def referrals(store: ServerStore, deadlines: wl.Deadlines) -> list[Referral]:
     for visit in visits:
         key = (visit.kit_id, visit.visit_id)
         ref_key = (visit.kit_id, visit.code)
-        log = events.get(ref_key, [])
         callback = callbacks.get(ref_key)
-        row = wl._row(visit, consents.get(key, {}), key in withdrawn, callback, log, deadlines)
+        row = wl._row(visit, consents.get(key, {}), key in withdrawn, callback, [], deadlines)
         intake = intakes.get(visit.record_id)
         if row is None or intake is None:
             continue
@@ -444,16 +480,8 @@ def referrals(store: ServerStore, deadlines: wl.Deadlines) -> list[Referral]:
                 visit_at=row.visit_at,
                 deadline=row.deadline,
                 needs_contact=row.level in ("urgent", "routine") or callback is not None,
-                first_contact_at=row.state.first_contact_at,
-                decisions=tuple(
-                    (
-                        str(e.data.get("decision")),
-                        e.at,
-                        wl.parse_time(e.data.get("escalation_arranged_at")),
-                    )
-                    for e in log
-                    if e.kind == "decision"
-                ),
+                first_contact_at=contacts.get(ref_key),
+                decisions=tuple(decisions.get(ref_key, ())),
                 intake_back=intake.back,
                 intake_leg=intake.leg,
                 week2=week2,
