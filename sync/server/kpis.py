@@ -415,33 +415,35 @@ def _log(
     store: ServerStore,
 ) -> tuple[dict[tuple[str, str], datetime], dict[tuple[str, str], list[Decided]]]:
     """From the event log, in order: each referral's first attempt reached, as the
-    worklist's ``derive`` has it, and its decisions. Rows are fetched at once; an attempt's
-    data is parsed only when it can be a reached one."""
+    worklist's ``derive`` has it (found by the database), and its decisions."""
     with store.engine.connect() as conn:
-        rows = conn.execute(
+        # record_event writes data with json.dumps(sort_keys=True): the result reads
+        # exactly so, and the first such attempt by id is the one derive() takes.
+        reached = conn.execute(
             text(
-                "SELECT kit_id, referral_code, kind, at, data FROM referral_event "
-                "WHERE kind IN ('attempt', 'decision') ORDER BY id"
+                "SELECT e.kit_id, e.referral_code, e.at FROM referral_event e JOIN "
+                "(SELECT MIN(id) AS id FROM referral_event WHERE kind = 'attempt' "
+                'AND data LIKE \'%"result": "reached"%\' GROUP BY kit_id, referral_code) f '
+                "ON e.id = f.id"
             )
         ).all()
-    contacts: dict[tuple[str, str], datetime] = {}
-    decisions: dict[tuple[str, str], list[Decided]] = {}
-    for kit, code, kind, at, data in rows:
-        key = (kit, code)
-        if kind == "attempt":
-            if key in contacts or "reached" not in data:
-                continue
-            if json.loads(data).get("result") == "reached":
-                contacts[key] = wl._utc(at)
-        else:
-            found = json.loads(data)
-            decisions.setdefault(key, []).append(
-                (
-                    str(found.get("decision")),
-                    wl._utc(at),
-                    wl.parse_time(found.get("escalation_arranged_at")),
-                )
+        decided = conn.execute(
+            text(
+                "SELECT kit_id, referral_code, at, data FROM referral_event "
+                "WHERE kind = 'decision' ORDER BY id"
             )
+        ).all()
+    contacts = {(kit, code): wl._utc(at) for kit, code, at in reached}
+    decisions: dict[tuple[str, str], list[Decided]] = {}
+    for kit, code, at, data in decided:
+        found = json.loads(data)
+        decisions.setdefault((kit, code), []).append(
+            (
+                str(found.get("decision")),
+                wl._utc(at),
+                wl.parse_time(found.get("escalation_arranged_at")),
+            )
+        )
     return contacts, decisions
 
 
