@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -349,34 +348,10 @@ def compute(
     return out
 
 
-@dataclass(frozen=True)
-class _Intake:
-    rule_ids: frozenset[str]
-    back: int | None
-    leg: int | None
-
-
-def _intake(body: dict[str, Any]) -> _Intake:
-    outcome = body.get("outcome") if isinstance(body.get("outcome"), dict) else {}
-    answers = body.get("answers") if isinstance(body.get("answers"), dict) else {}
-    assert isinstance(outcome, dict) and isinstance(answers, dict)
-    listed = outcome.get("rules")
-    if isinstance(listed, list):
-        ids = frozenset(str(i) for i in listed)
-    else:
-        ids = frozenset(
-            str(f.get("id")) for f in outcome.get("fired", []) or [] if isinstance(f, dict)
-        )
-    return _Intake(ids, _score(answers.get("pain_nrs")), _score(answers.get("leg_pain_nrs")))
-
-
 def _score(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10:
         return None
     return value
-
-
-_INTAKES: weakref.WeakKeyDictionary[ServerStore, wl._Bodies] = weakref.WeakKeyDictionary()
 
 
 def _responses(store: ServerStore) -> dict[tuple[str, str], list[tuple[str, Response]]]:
@@ -455,17 +430,13 @@ def referrals(store: ServerStore, deadlines: wl.Deadlines) -> list[Referral]:
     contacts, decisions = _log(store)
     responses = _responses(store)
     visits = wl._visits(store)
-    cache = _INTAKES.get(store)
-    if cache is None:
-        cache = _INTAKES[store] = wl._Bodies(_intake)
-    intakes = cache.get(store, [v.record_id for v in visits], full=True)
     out = []
     for visit in visits:
         key = (visit.kit_id, visit.visit_id)
         ref_key = (visit.kit_id, visit.code)
         callback = callbacks.get(ref_key)
         row = wl._row(visit, consents.get(key, {}), key in withdrawn, callback, [], deadlines)
-        intake = intakes.get(visit.record_id)
+        intake = visit.facts
         if row is None or intake is None:
             continue
         answered = responses.get(ref_key, [])
@@ -484,8 +455,8 @@ def referrals(store: ServerStore, deadlines: wl.Deadlines) -> list[Referral]:
                 needs_contact=row.level in ("urgent", "routine") or callback is not None,
                 first_contact_at=contacts.get(ref_key),
                 decisions=tuple(decisions.get(ref_key, ())),
-                intake_back=intake.back,
-                intake_leg=intake.leg,
+                intake_back=intake.intake_back,
+                intake_leg=intake.intake_leg,
                 week2=week2,
                 warning_at=warning_at,
             )

@@ -264,6 +264,10 @@ class _Facts:
     phone: str | None
     # The consent items the body was cut to at the booth (typed bodies carry them).
     scope: dict[str, bool]
+    # For the KPIs (sync.server.kpis): the rule ids and the intake pain scores.
+    rule_ids: frozenset[str] = frozenset()
+    intake_back: int | None = None
+    intake_leg: int | None = None
 
 
 def _facts(body: dict[str, Any]) -> _Facts:
@@ -285,7 +289,28 @@ def _facts(body: dict[str, Any]) -> _Facts:
         visit_at=parse_time(body.get("visit_created_at")) or parse_time(body.get("created_at")),
         phone=phone if isinstance(phone, str) and phone else None,
         scope={k: scope[k] is True for k in ("c2", "c3") if k in scope},
+        rule_ids=_rule_ids(outcome),
+        intake_back=_nrs(answers.get("pain_nrs")),
+        intake_leg=_nrs(answers.get("leg_pain_nrs")),
     )
+
+
+def _rule_ids(outcome: dict[str, Any]) -> frozenset[str]:
+    listed = outcome.get("rules")
+    if isinstance(listed, list):
+        return frozenset(str(i) for i in listed)
+    fired = outcome.get("fired")
+    return (
+        frozenset(str(f.get("id")) for f in fired if isinstance(f, dict))
+        if isinstance(fired, list)
+        else frozenset()
+    )
+
+
+def _nrs(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10:
+        return None
+    return value
 
 
 def _consent_items(body: dict[str, Any]) -> dict[str, bool]:
