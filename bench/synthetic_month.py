@@ -78,7 +78,13 @@ def build(clinic: Clinic, scale: float, rng: random.Random) -> Counter[str]:
                 answers["leg_pain_side"] = "none" if leg is None else "unilateral"
                 if leg is not None:
                     answers["leg_pain_nrs"] = leg
-                rules = {"emergency": ("EM1",), "urgent": ("UR1",), "routine": ("RO1",)}
+                # Suspected cauda equina: about a third of emergencies, a fifth of urgents.
+                ces = rng.random() < (0.35 if level == "emergency" else 0.2)
+                rules = {
+                    "emergency": ("EM1",) if ces else ("EM3",),
+                    "urgent": ("UR1",) if ces else ("UR4",),
+                    "routine": ("RO1",),
+                }
                 batch += referral_records(
                     kit.kit_id,
                     code,
