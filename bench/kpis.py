@@ -29,7 +29,6 @@ from sync.server import worklist as wl
 from sync.server.store import ServerStore, iso
 from tests.support.pg import create_database, postgres_cluster
 from tests.sync.clinic_support import NOW, run_clinic
-from tests.sync.kpi_month import ensure_followups
 
 TARGET_S = 2.0
 BOOTHS = [f"booth-{i}" for i in range(5)]
@@ -56,7 +55,6 @@ FOLLOWUP = (
 def seed(store: ServerStore, n: int, chunk: int = 5000) -> None:
     for kit in BOOTHS:
         store.create_enrollment(kit)
-    ensure_followups(store)
     for start in range(0, n, chunk):
         rows: dict[str, list[dict[str, Any]]] = {RECORD: [], EVENT: [], CALLBACK: [], FOLLOWUP: []}
         for i in range(start, min(n, start + chunk)):

@@ -28,7 +28,7 @@ from sync.server import kpis
 from sync.server import worklist as wl
 from sync.server.bookings import Bookings
 from tests.sync.clinic_support import NOW, Clinic, referral_records, run_clinic
-from tests.sync.kpi_month import ensure_followups, respond
+from tests.sync.kpi_month import respond
 from tests.sync.live_server import EnrolledKit, enroll_kit, ingest
 
 BOOTHS = ("harbour", "market", "library", "station", "campus")
@@ -55,7 +55,6 @@ def _level(rng: random.Random) -> str:
 
 def build(clinic: Clinic, scale: float, rng: random.Random) -> Counter[str]:
     store = clinic.live.store
-    ensure_followups(store)
     bookings = Bookings(store.engine, clock=clinic.clock)
     counts: Counter[str] = Counter()
     evenings = max(1, round(20 * scale))

@@ -20,7 +20,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import inspect, text
+from sqlalchemy import text
 
 from sync.server import worklist as wl
 from sync.server.store import ServerStore, iso
@@ -357,8 +357,6 @@ def _score(value: Any) -> int | None:
 def _responses(store: ServerStore) -> dict[tuple[str, str], list[tuple[str, Response]]]:
     """Current (not superseded) follow-up responses by referral, oldest first."""
     with store.engine.connect() as conn:
-        if not inspect(conn).has_table("followup_response"):
-            return {}
         rows = conn.execute(
             text(
                 'SELECT kit_id, referral_code, "window", submitted_at, answers, warning '

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import inspect, text
+from sqlalchemy import text
 
 from sync.server.bookings import Bookings
 from sync.server.store import ServerStore, iso
@@ -43,11 +43,6 @@ from tests.sync.live_server import enroll_kit
 V1 = datetime(2026, 10, 1, 17, 0, tzinfo=UTC)
 V2 = datetime(2026, 11, 20, 18, 0, tzinfo=UTC)
 V0 = datetime(2026, 9, 30, 23, 30, tzinfo=UTC)
-
-FOLLOWUP_TABLE = """CREATE TABLE IF NOT EXISTS followup_response (
-    id {serial}, kit_id TEXT NOT NULL, referral_code TEXT NOT NULL,
-    "window" TEXT NOT NULL, submitted_at TEXT NOT NULL, answers TEXT NOT NULL,
-    warning INTEGER NOT NULL, superseded_at TEXT)"""
 
 
 @dataclass(frozen=True)
@@ -144,7 +139,6 @@ def respond(
 def build(clinic: Clinic) -> dict[str, str]:
     store = clinic.live.store
     kit_of = send_visits(clinic)
-    ensure_followups(store)
 
     def ev(name: str, kind: str, hours: float, **data: Any) -> None:
         spec = next(s for s in SPECS if s.name == name)
@@ -199,16 +193,3 @@ def build(clinic: Clinic) -> dict[str, str]:
     w2("R10", 12 * 24, back=None, leg=2, superseded=True)
     w2("R10", 12 * 24 + 2, back=None, leg=5)
     return kit_of
-
-
-def ensure_followups(store: ServerStore) -> None:
-    """The follow-up table in the shared schema, where its migration has not run."""
-    with store.engine.begin() as conn:
-        if inspect(conn).has_table("followup_response"):
-            return
-        serial = (
-            "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
-            if conn.dialect.name == "postgresql"
-            else "INTEGER PRIMARY KEY AUTOINCREMENT"
-        )
-        conn.execute(text(FOLLOWUP_TABLE.format(serial=serial)))

@@ -1,8 +1,8 @@
 """Withdrawals made on the slip's page: by the kit whose slip key signed the code and the
 code itself, since the visit may not have reached the centre yet. Only the fact is kept.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The centre's accounts, sessions, sign-in attempts and access audit; the worklist's
 append-only event log per referral and the attendees' call-back requests.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0006
+Revises: 0005
 """
 
 from __future__ import annotations

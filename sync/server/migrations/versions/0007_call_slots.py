@@ -4,8 +4,8 @@ The slot's ``booked`` counter is raised only by ``booked < capacity`` in the sam
 and the CHECK makes an overbooked row impossible whatever the statement. One held and one
 booked call at most per slip (kit and code).
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 """
 
 from __future__ import annotations
