@@ -11,6 +11,7 @@ import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -93,6 +94,23 @@ class ServerSettings(BaseModel):
     booking_days: int = Field(
         default=14, ge=1, le=90, description="how far ahead a routine referral sees slots"
     )
+
+    followup_windows: dict[str, tuple[int, int]] = Field(
+        default_factory=lambda: {"w2": (11, 17), "w6": (38, 46), "w12": (77, 91)},
+        description="follow-up check-in windows: name = [first day, last day] after the visit",
+    )
+
+    @field_validator("followup_windows")
+    @classmethod
+    def _windows(cls, value: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+        spans = sorted(value.values())
+        for first, last in spans:
+            if not 0 < first <= last:
+                raise ValueError(f"[{first}, {last}]: a window is [first, last], 0 < first <= last")
+        for (_, end), (start, _) in pairwise(spans):
+            if start <= end:
+                raise ValueError("follow-up windows must not overlap")
+        return value
 
     @field_validator("clinic_timezone")
     @classmethod

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from popup_kit.cli import main
-from sync.server.settings import ConfigError, load_settings
+from sync.server.settings import ConfigError, load_settings, settings_from
 
 EXAMPLE = Path(__file__).parents[2] / "server.example.toml"
 
@@ -96,3 +97,26 @@ def test_migrate_creates_then_enroll_works(
     assert f"at schema {_head()}\n" in capsys.readouterr().out
     assert main(["server", "enroll", "kit-a", "--config", str(path)]) == 0
     assert "within 24 hours" in capsys.readouterr().out
+
+
+def test_followup_windows_default_and_refusals() -> None:
+    from sync.server.followups import current, next_window, windows
+
+    config = settings_from({"database_url": "x.sqlite3"})
+    ws = windows(config.followup_windows)
+    assert [(w.name, w.first_day, w.last_day) for w in ws] == [
+        ("w2", 11, 17),
+        ("w6", 38, 46),
+        ("w12", 77, 91),
+    ]
+    visit = datetime(2026, 3, 1, 18, 0, tzinfo=UTC)
+    assert current(ws, visit, visit + timedelta(days=11)) == ws[0]
+    assert current(ws, visit, visit + timedelta(days=11) - timedelta(seconds=1)) is None
+    assert current(ws, visit, visit + timedelta(days=18) - timedelta(seconds=1)) == ws[0]
+    assert current(ws, visit, visit + timedelta(days=18)) is None
+    assert next_window(ws, visit, visit + timedelta(days=18)) == ws[1]
+    assert next_window(ws, visit, visit + timedelta(days=92)) is None
+    with pytest.raises(ConfigError, match="overlap"):
+        settings_from({"database_url": "x", "followup_windows": {"a": [1, 10], "b": [10, 12]}})
+    with pytest.raises(ConfigError, match="followup_windows"):
+        settings_from({"database_url": "x", "followup_windows": {"a": [5, 2]}})
