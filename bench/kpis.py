@@ -137,7 +137,7 @@ def _one(i: int, rows: dict[str, list[dict[str, Any]]]) -> None:
         else:
             event("decision", reached, decision="advice", note="")
     if i % 3 != 0 and NOW - visit_at > timedelta(days=11):
-        answers = {"back_nrs": i % 8, "leg_nrs": (i * 3) % 11, "change": "much_better"}
+        answers = {"pain_nrs": i % 8, "leg_pain_nrs": (i * 3) % 11, "global_change": "much_better"}
         rows[FOLLOWUP].append(
             {
                 "k": kit,

@@ -2,6 +2,12 @@
 
 Day N after the booth visit is the 24 hours from ``visit_at + N days``, so a window of
 days 11-17 is open from visit + 11 d up to (not including) visit + 18 d.
+
+A response's ``answers`` (table ``followup_response``) use the screening reference's field
+names: ``pain_nrs`` (back, 0-10), ``leg_pain_nrs`` (0-10, or null when there was no leg pain
+at intake), ``sbi`` (``{sbi_leg_pain, sbi_numbness, sbi_weakness, sbi_sitting}`` 0-6, or
+null when not asked at intake), ``global_change`` (one of ``GLOBAL_CHANGE``) and the four
+``ces_*`` warning signs, each ``no`` or ``new_or_worsening``.
 """
 
 from __future__ import annotations
@@ -9,6 +15,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+GLOBAL_CHANGE = (
+    "completely_recovered",
+    "much_better",
+    "slightly_better",
+    "no_change",
+    "slightly_worse",
+    "much_worse",
+    "worse_than_ever",
+)
+CES_FIELDS = (
+    "ces_saddle_numbness",
+    "ces_bladder_change",
+    "ces_bowel_change",
+    "ces_sexual_dysfunction",
+)
 
 
 @dataclass(frozen=True)

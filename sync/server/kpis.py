@@ -372,8 +372,8 @@ def _responses(store: ServerStore) -> dict[tuple[str, str], list[tuple[str, Resp
                 str(window),
                 Response(
                     wl._utc(at),
-                    _score(data.get("back_nrs")),
-                    _score(data.get("leg_nrs")),
+                    _score(data.get("pain_nrs")),
+                    _score(data.get("leg_pain_nrs")),
                     bool(warning),
                 ),
             )

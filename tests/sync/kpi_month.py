@@ -118,7 +118,7 @@ def respond(
     superseded: bool = False,
 ) -> None:
     """A week-2 follow-up response in the shared schema (table ``followup_response``)."""
-    answers = {"back_nrs": back, "leg_nrs": leg, "sbi": None, "change": "no_change"}
+    answers = {"pain_nrs": back, "leg_pain_nrs": leg, "sbi": None, "global_change": "no_change"}
     with store.engine.begin() as conn:
         conn.execute(
             text(
