@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import text
 
-from sync.server import kpis
+from sync.server import kpis, visit_facts
 from sync.server import worklist as wl
 from sync.server.store import ServerStore, iso
 from tests.support.pg import create_database, postgres_cluster
@@ -36,7 +36,7 @@ LEVELS = ("emergency", "urgent", "urgent", "routine", "routine", "routine", "sel
 RECORD = (
     "INSERT INTO record (record_id, kit_id, record_type, schema_version, content_hash, "
     "created_at, received_at, signature, visit_id, visit_version, referral_code, payload, "
-    "body) VALUES (:r, :k, :t, 2, :h, :c, :ra, 'x', :v, :vv, :code, '{}', :b)"
+    "body, digest) VALUES (:r, :k, :t, 2, :h, :c, :ra, 'x', :v, :vv, :code, '{}', :b, :dg)"
 )
 EVENT = (
     "INSERT INTO referral_event (kit_id, referral_code, kind, at, recorded_at, user_name, "
@@ -102,6 +102,8 @@ def _one(i: int, rows: dict[str, list[dict[str, Any]]]) -> None:
                 "vv": version,
                 "code": code if record_type == "visit" else None,
                 "b": json.dumps(body),
+                # As the ingest writes it.
+                "dg": visit_facts.digest(record_type, body),
             }
         )
 

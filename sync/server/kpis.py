@@ -422,12 +422,12 @@ def _log(
 
 def referrals(store: ServerStore, deadlines: wl.Deadlines) -> list[Referral]:
     """Every shared referral (open or not), the worklist's own way of deciding which."""
-    consents = wl._consents(store)
+    consents = wl._consents(store, light=True)
     withdrawn = wl._withdrawn(store)
     callbacks = wl._callbacks(store)
     contacts, decisions = _log(store)
     responses = _responses(store)
-    visits = wl._visits(store)
+    visits = wl._visits(store, light=True)
     out = []
     for visit in visits:
         key = (visit.kit_id, visit.visit_id)

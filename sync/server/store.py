@@ -39,7 +39,7 @@ from sync.protocol import (
     sign_receipt_ed25519,
     upgrade_body,
 )
-from sync.server import bookings
+from sync.server import bookings, visit_facts
 from sync.server.db import make_engine, migrate, sqlite_path
 from sync.server.events import event
 from sync.server.keys import private_file, public_bytes
@@ -508,6 +508,7 @@ class ServerStore:
                 "b": stored_body,
                 "ps": _stored_json(skeleton) if not withdrawal else stored_payload,
                 "bs": _stored_json(scrub_body(body)) if not withdrawal else stored_body,
+                "dg": None if withdrawal else visit_facts.digest(env.record_type, body),
             },
         )
 
@@ -855,8 +856,8 @@ class ServerStore:
             payload["body"] = scrub_body(payload.get("body", {}))
             conn.execute(
                 text(
-                    "UPDATE record SET payload = :p, body = :b, scrubbed_at = :t "
-                    "WHERE record_id = :r"
+                    "UPDATE record SET payload = :p, body = :b, scrubbed_at = :t, "
+                    "digest = NULL WHERE record_id = :r"
                 ),
                 {
                     "p": _stored_json(payload),
@@ -889,8 +890,13 @@ class ServerStore:
             done.append(rid)
             payload["body"] = _cut_body(payload.get("body", {}), refused, recorded)
             conn.execute(
-                text("UPDATE record SET payload = :p, body = :b WHERE record_id = :r"),
-                {"p": _stored_json(payload), "b": _stored_json(cut), "r": rid},
+                text("UPDATE record SET payload = :p, body = :b, digest = :d WHERE record_id = :r"),
+                {
+                    "p": _stored_json(payload),
+                    "b": _stored_json(cut),
+                    "d": visit_facts.digest("visit", cut),
+                    "r": rid,
+                },
             )
         return done
 
@@ -1051,11 +1057,12 @@ _HOT_SQL = {
     "insert_record": (
         "INSERT INTO record (record_id, kit_id, record_type, schema_version, "
         "content_hash, created_at, received_at, signature, visit_id, "
-        "visit_version, referral_code, payload, body, scrubbed_at) "
+        "visit_version, referral_code, payload, body, scrubbed_at, digest) "
         "SELECT :rid, :kit, :rt, :sv, :h, :ca, :ra, :sig, :vid, :vv, :code, "
         "CASE WHEN w.visit_id IS NULL AND aw.seq IS NULL THEN :p ELSE :ps END, "
         "CASE WHEN w.visit_id IS NULL AND aw.seq IS NULL THEN :b ELSE :bs END, "
-        "CASE WHEN w.visit_id IS NULL AND aw.seq IS NULL THEN :s ELSE :ra END "
+        "CASE WHEN w.visit_id IS NULL AND aw.seq IS NULL THEN :s ELSE :ra END, "
+        "CASE WHEN w.visit_id IS NULL AND aw.seq IS NULL THEN :dg ELSE NULL END "
         "FROM (SELECT 1 AS one) AS x LEFT JOIN withdrawal AS w "
         "ON w.kit_id = :kit AND w.visit_id = :vid "
         "LEFT JOIN attendee_withdrawal AS aw ON aw.kit_id = :kit AND aw.referral_code = :code"
@@ -1140,7 +1147,12 @@ def _cut(prep: _Prepared, refused: frozenset[str]) -> _Prepared:
     if cut is prep.body:
         return prep
     payload = {**prep.env.record(), "body": _cut_body(prep.env.body, refused, recorded)}
-    params = {**prep.params, "p": _stored_json(payload), "b": _stored_json(cut)}
+    params = {
+        **prep.params,
+        "p": _stored_json(payload),
+        "b": _stored_json(cut),
+        "dg": visit_facts.digest(prep.env.record_type, cut),
+    }
     return _Prepared(
         env=prep.env,
         computed=prep.computed,

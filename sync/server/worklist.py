@@ -23,7 +23,9 @@ from sqlalchemy import text
 
 from forms.engine import fill
 from sync.bodies import age_band as ten_year_band
+from sync.server import visit_facts
 from sync.server.store import ServerStore, iso
+from sync.server.visit_facts import parse_time as parse_time
 
 LEVELS = ("emergency", "urgent", "routine", "self_care")
 LEVEL_NAMES = {
@@ -165,16 +167,6 @@ def shown(moment: datetime | None) -> str:
     return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 @cache
 def _rule_set() -> tuple[dict[str, str], dict[str, str]]:
     """Each rule's reason in plain English and the default thresholds, from the forms'
@@ -269,55 +261,44 @@ class _Facts:
     intake_back: int | None = None
     intake_leg: int | None = None
 
+    @classmethod
+    def of(cls, digest: dict[str, Any]) -> _Facts:
+        """The facts a stored digest holds (``sync.server.visit_facts``); what only the
+        worklist shows (rules in words, age band, language, phone) left blank."""
+        scope = digest.get("scope")
+        return cls(
+            level=digest.get("level"),
+            void=digest.get("void") is True,
+            rules=(),
+            age_band="",
+            language="en",
+            booth=digest.get("booth"),
+            event=str(digest.get("event") or ""),
+            visit_at=parse_time(digest.get("at")),
+            phone=None,
+            scope=dict(scope) if isinstance(scope, dict) else {},
+            rule_ids=frozenset(digest.get("rules") or ()),
+            intake_back=visit_facts.nrs(digest.get("back")),
+            intake_leg=visit_facts.nrs(digest.get("leg")),
+        )
+
 
 def _facts(body: dict[str, Any]) -> _Facts:
     outcome = _dict(body.get("outcome"))
     answers = _dict(body.get("answers"))
     phone = _dict(body.get("contact")).get("phone")
-    booth = _dict(body.get("booth"))
-    name, event, language = booth.get("name"), booth.get("event"), body.get("language")
-    scope = _dict(body.get("consent"))
-    return _Facts(
-        # A "counts" body (C2 refused at the booth) is no referral.
-        level=None if body.get("sharing") == "counts" else outcome.get("triage"),
-        void=body.get("status") == "void",
+    language = body.get("language")
+    shown = _Facts.of(visit_facts.visit(body))
+    return replace(
+        shown,
         rules=_rules(outcome),
         age_band=age_band(answers.get("age_years", body.get("age_years"))),
         language=language if isinstance(language, str) else "en",
-        booth=name if isinstance(name, str) and name else None,
-        event=event if isinstance(event, str) else "",
-        visit_at=parse_time(body.get("visit_created_at")) or parse_time(body.get("created_at")),
         phone=phone if isinstance(phone, str) and phone else None,
-        scope={k: scope[k] is True for k in ("c2", "c3") if k in scope},
-        rule_ids=_rule_ids(outcome),
-        intake_back=_nrs(answers.get("pain_nrs")),
-        intake_leg=_nrs(answers.get("leg_pain_nrs")),
     )
 
 
-def _rule_ids(outcome: dict[str, Any]) -> frozenset[str]:
-    listed = outcome.get("rules")
-    if isinstance(listed, list):
-        return frozenset(str(i) for i in listed)
-    fired = outcome.get("fired")
-    return (
-        frozenset(str(f.get("id")) for f in fired if isinstance(f, dict))
-        if isinstance(fired, list)
-        else frozenset()
-    )
-
-
-def _nrs(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10:
-        return None
-    return value
-
-
-def _consent_items(body: dict[str, Any]) -> dict[str, bool]:
-    items = body.get("items")
-    if not isinstance(items, dict):
-        return {}
-    return {key: items[key] is True for key in ("c2", "c3") if key in items}
+_consent_items = visit_facts.consent
 
 
 class _Bodies:
@@ -358,35 +339,54 @@ def _bodies(store: ServerStore, ids: list[str], *, full: bool) -> dict[str, _Fac
     return cache.get(store, ids, full=full)
 
 
-def _visits(store: ServerStore, kit_id: str | None = None, code: str | None = None) -> list[_Visit]:
-    """The latest version of each visit that names a referral code."""
+def _visits(
+    store: ServerStore, kit_id: str | None = None, code: str | None = None, *, light: bool = False
+) -> list[_Visit]:
+    """The latest version of each visit that names a referral code. ``light``: facts from
+    the stored digest where there is one (what the KPIs need, no body read)."""
     sql = (
         "SELECT kit_id, visit_id, referral_code, visit_version, record_id, received_at, "
-        "created_at FROM record WHERE record_type = 'visit' AND referral_code IS NOT NULL "
-        "AND visit_id IS NOT NULL AND scrubbed_at IS NULL"
+        "created_at, digest FROM record WHERE record_type = 'visit' "
+        "AND referral_code IS NOT NULL AND visit_id IS NOT NULL AND scrubbed_at IS NULL"
     )
     params: dict[str, Any] = {}
     if kit_id is not None:
         sql += " AND kit_id = :k AND referral_code = :c"
         params = {"k": kit_id, "c": code}
     latest: dict[tuple[str, str], _Visit] = {}
+    digests: dict[str, str | None] = {}
     with store.engine.connect() as conn:
-        for kit, visit_id, ref, version, rid, received, created in conn.execute(text(sql), params):
-            key = (kit, visit_id)
-            seen = latest.get(key)
-            version = int(version or 0)
-            if seen is None:
-                latest[key] = _Visit(kit, visit_id, ref, version, rid, received, created)
-                continue
-            seen.first_received = min(seen.first_received, received)
-            if (version, created) > (seen.version, seen.created_at):
-                seen.version, seen.created_at, seen.code, seen.record_id = (
-                    version,
-                    created,
-                    ref,
-                    rid,
-                )
+        rows = conn.execute(text(sql), params).all()
+    for kit, visit_id, ref, version, rid, received, created, digest in rows:
+        key = (kit, visit_id)
+        seen = latest.get(key)
+        version = int(version or 0)
+        if seen is None:
+            latest[key] = _Visit(kit, visit_id, ref, version, rid, received, created)
+            digests[rid] = digest
+            continue
+        seen.first_received = min(seen.first_received, received)
+        if (version, created) > (seen.version, seen.created_at):
+            seen.version, seen.created_at, seen.code, seen.record_id = (
+                version,
+                created,
+                ref,
+                rid,
+            )
+            digests[rid] = digest
     visits = list(latest.values())
+    if light:
+        unread = []
+        for visit in visits:
+            found = visit_facts.read(digests.get(visit.record_id))
+            if found is None:
+                unread.append(visit)
+            else:
+                visit.facts = _Facts.of(found)
+        bodies = _bodies(store, [v.record_id for v in unread], full=False)
+        for visit in unread:
+            visit.facts = bodies.get(visit.record_id)
+        return visits
     bodies = _bodies(store, [v.record_id for v in visits], full=kit_id is None)
     for visit in visits:
         visit.facts = bodies.get(visit.record_id)
@@ -394,11 +394,16 @@ def _visits(store: ServerStore, kit_id: str | None = None, code: str | None = No
 
 
 def _consents(
-    store: ServerStore, kit_id: str | None = None, visit_id: str | None = None
+    store: ServerStore,
+    kit_id: str | None = None,
+    visit_id: str | None = None,
+    *,
+    light: bool = False,
 ) -> dict[tuple[str, str], dict[str, bool]]:
-    """The consent items each visit holds now: the latest event naming an item wins."""
+    """The consent items each visit holds now: the latest event naming an item wins.
+    ``light``: read from the stored digest where there is one."""
     sql = (
-        "SELECT kit_id, visit_id, record_id FROM record WHERE record_type = 'consent' "
+        "SELECT kit_id, visit_id, record_id, digest FROM record WHERE record_type = 'consent' "
         "AND scrubbed_at IS NULL"
     )
     params: dict[str, Any] = {}
@@ -407,10 +412,17 @@ def _consents(
         params = {"k": kit_id, "v": visit_id}
     sql += " ORDER BY created_at, record_id"
     with store.engine.connect() as conn:
-        listed = [(k, v, r) for k, v, r in conn.execute(text(sql), params)]
-    bodies = _consent_bodies(store, [r for _, _, r in listed], full=kit_id is None)
+        listed = conn.execute(text(sql), params).all()
+    known: dict[str, Any] = {}
+    if light:
+        for _, _, rid, digest in listed:
+            found = visit_facts.read(digest)
+            if found is not None:
+                known[rid] = found.get("items")
+    unread = [r for _, _, r, _ in listed if r not in known]
+    bodies = {**_consent_bodies(store, unread, full=kit_id is None and not light), **known}
     out: dict[tuple[str, str], dict[str, bool]] = {}
-    for kit, visit, rid in listed:
+    for kit, visit, rid, _ in listed:
         items = bodies.get(rid)
         if items:
             out.setdefault((kit, visit), {}).update(items)

@@ -9,9 +9,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import text
 
 from popup_kit.cli import main
-from sync.server import kpis
+from sync.server import kpis, visit_facts
 from sync.server.worklist import Deadlines
 from tests.sync import kpi_month
 from tests.sync.clinic_support import NOW, PASSWORD, run_clinic, sign_in
@@ -156,3 +157,47 @@ def test_dashboard_shows_the_hand_checked_figures_to_coordinators_only(sqlite_ur
     )
     assert 'data-kpi="time_to_first_contact" data-numerator="2" data-denominator="3"' in south.text
     assert actions.count("view_kpis") == 2
+
+
+def test_ingest_keeps_each_records_digest_and_the_kpis_read_the_same_without_it(
+    db_url: str,
+) -> None:
+    """The digest written at ingest is the body's own facts; the KPIs from the digests
+    equal the KPIs from the bodies (records stored before the digest existed)."""
+    with run_clinic(db_url) as clinic:
+        store = clinic.live.store
+        kpi_month.build(clinic)
+        with store.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT record_type, body, digest FROM record "
+                    "WHERE record_type IN ('visit', 'consent')"
+                )
+            ).all()
+        assert len(rows) >= len(kpi_month.SPECS)
+        for record_type, body, digest in rows:
+            assert digest == visit_facts.digest(record_type, json.loads(body))
+        from_digests = kpis.compute(store, Deadlines()).as_json()
+        with store.engine.begin() as conn:
+            conn.execute(text("UPDATE record SET digest = NULL"))
+        assert kpis.compute(store, Deadlines()).as_json() == from_digests
+
+
+def test_a_withdrawal_clears_the_digest_and_the_referral_leaves_the_kpis(sqlite_url: str) -> None:
+    with run_clinic(sqlite_url) as clinic:
+        store = clinic.live.store
+        kit_of = kpi_month.build(clinic)
+        before = {r.code for r in kpis.referrals(store, Deadlines())}
+        code = kpi_month.code_of("R1")
+        assert code in before
+        store.withdraw_by_attendee(kit_of["R1"], code, "en")
+        with store.engine.connect() as conn:
+            kept = conn.execute(
+                text(
+                    "SELECT digest FROM record WHERE kit_id = :k AND visit_id IN "
+                    "(SELECT visit_id FROM record WHERE referral_code = :c)"
+                ),
+                {"k": kit_of["R1"], "c": code},
+            ).all()
+        assert kept and all(d is None for (d,) in kept)
+        assert {r.code for r in kpis.referrals(store, Deadlines())} == before - {code}
