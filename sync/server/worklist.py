@@ -332,6 +332,9 @@ class _Bodies:
 _BODIES: weakref.WeakKeyDictionary[ServerStore, _Bodies] = weakref.WeakKeyDictionary()
 
 
+_LIGHT: weakref.WeakKeyDictionary[ServerStore, dict[str, _Facts]] = weakref.WeakKeyDictionary()
+
+
 def _bodies(store: ServerStore, ids: list[str], *, full: bool) -> dict[str, _Facts]:
     cache = _BODIES.get(store)
     if cache is None:
@@ -376,13 +379,20 @@ def _visits(
             digests[rid] = digest
     visits = list(latest.values())
     if light:
+        # Read once per process, as the bodies are (see _Bodies).
+        known = _LIGHT.setdefault(store, {})
         unread = []
         for visit in visits:
-            found = visit_facts.read(digests.get(visit.record_id))
-            if found is None:
-                unread.append(visit)
-            else:
-                visit.facts = _Facts.of(found)
+            facts = known.get(visit.record_id)
+            if facts is None:
+                found = visit_facts.read(digests.get(visit.record_id))
+                if found is None:
+                    unread.append(visit)
+                    continue
+                facts = known[visit.record_id] = _Facts.of(found)
+            visit.facts = facts
+        if kit_id is None:
+            _LIGHT[store] = {v.record_id: v.facts for v in visits if v.facts is not None}
         bodies = _bodies(store, [v.record_id for v in unread], full=False)
         for visit in unread:
             visit.facts = bodies.get(visit.record_id)
