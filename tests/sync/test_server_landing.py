@@ -186,3 +186,37 @@ def test_real_slip_url_is_recognised(sqlite_url: str) -> None:
         assert page.status_code == 200 and "upload your referral soon" in page.text
         bad = requests.get(f"{server.url}/r/{in_url}", params={"s": sig[::-1]}, timeout=10)
         assert bad.status_code == 404
+
+
+def test_a_slip_whose_visit_arrived_costs_one_signature_check(
+    landing_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kit that sent the code is tried first, whatever the number of enrolled kits;
+    the others only for a slip whose visit has not arrived."""
+    from sync.server.routers import slip
+
+    # Named so that the holder comes last in the kits' own order.
+    kits = [enroll_kit(landing_server, f"kit-a{i}") for i in range(5)]
+    holder = enroll_kit(landing_server, "kit-z-holder")
+    visit = visit_record(holder.kit_id, code="HOLD-ERKI-T000")
+    ingest(
+        landing_server, holder, [consent_record(holder.kit_id, visit["body"]["visit_id"]), visit]
+    )
+    checked: list[bytes] = []
+    real = slip.signature_valid
+
+    def counted(rules: object, code: str, sig: str, key: bytes) -> bool:
+        checked.append(key)
+        return real(rules, code, sig, key)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(slip, "signature_valid", counted)
+    store = landing_server.store
+    sig = CODES.sign("HOLD-ERKI-T000", holder.slip_key)
+    assert slip.owner_of(store, CODES, "HOLD-ERKI-T000", sig) == holder.kit_id
+    assert checked == [holder.slip_key]
+    checked.clear()
+    # Not arrived: every kit may have signed it.
+    other = kits[2]
+    sig = CODES.sign("NOTA-RRIV-ED00", other.slip_key)
+    assert slip.owner_of(store, CODES, "NOTA-RRIV-ED00", sig) == other.kit_id
+    assert other.slip_key in checked
