@@ -32,7 +32,7 @@ from sync.server.limits import (
     LandingLimits,
     TokenBuckets,
 )
-from sync.server.routers import api, attendee, booking, clinic, docs, withdraw
+from sync.server.routers import api, attendee, booking, chase, clinic, docs, withdraw
 from sync.server.settings import ServerSettings, key_path, load_settings
 from sync.server.store import Clock, ServerStore
 
@@ -97,6 +97,7 @@ def build_app(
     for router in routers:
         app.include_router(router)
     clinic.install(app)
+    app.include_router(chase.router)
     app.add_middleware(ApiGzip, prefix=p.API_PREFIX)
     app.add_middleware(
         BodyIntake,
