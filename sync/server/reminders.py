@@ -193,6 +193,32 @@ def gateway_of(settings: ServerSettings) -> Gateway | None:
     )
 
 
+def _still_due(store: ServerStore, due: Due) -> bool:
+    """Asked again just before sending: a run with a slow gateway takes a while, and a
+    withdrawal or a response may land meanwhile."""
+    params = {"k": due.row.kit_id, "c": due.row.code, "w": due.window.name}
+    with store.engine.connect() as conn:
+        held = conn.scalar(
+            text(
+                "SELECT 1 FROM record WHERE kit_id = :k AND referral_code = :c "
+                "AND record_type = 'visit' AND scrubbed_at IS NULL"
+            ),
+            params,
+        )
+        gone = conn.scalar(
+            text("SELECT 1 FROM attendee_withdrawal WHERE kit_id = :k AND referral_code = :c"),
+            params,
+        )
+        answered = conn.scalar(
+            text(
+                "SELECT 1 FROM followup_response WHERE kit_id = :k AND referral_code = :c "
+                'AND "window" = :w AND superseded_at IS NULL'
+            ),
+            params,
+        )
+    return held is not None and gone is None and answered is None
+
+
 def _claim(store: ServerStore, due: Due, status: str, now: str) -> bool:
     """Take the reminder for this run: a new row, or a pending one; False when another
     run holds it or it is done."""
@@ -288,7 +314,7 @@ def run(
             if _claim(store, due, "skipped", stamp):
                 counts.skipped += 1
             continue
-        if not _claim(store, due, "sending", stamp):
+        if not _still_due(store, due) or not _claim(store, due, "sending", stamp):
             continue
         outcome = gateway.send(phone, message(due.row.language, link(due.row)))
         status = _settle(store, due, outcome, settings.sms_max_attempts, stamp)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,6 +27,8 @@ class StandIn:
     # The statuses to answer, in order; the last one repeats.
     answers: list[int] = field(default_factory=lambda: [200])
     delay: float = 0.0  # seconds before answering
+    # Called with each request's body before it is answered (what happens meanwhile).
+    on_request: Callable[[dict[str, Any]], None] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def answer(self, *statuses: int, delay: float = 0.0) -> None:
@@ -50,6 +52,9 @@ def sms_gateway() -> Iterator[StandIn]:
             raw = self.rfile.read(length)
             with stand_in.lock:
                 stand_in.received.append(Received(dict(self.headers.items()), json.loads(raw)))
+            body = stand_in.received[-1].body
+            if stand_in.on_request is not None:
+                stand_in.on_request(body)
             status, delay = stand_in._next()
             if delay:
                 time.sleep(delay)

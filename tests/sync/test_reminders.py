@@ -168,6 +168,29 @@ def test_withdrawn_on_the_slip_page_after_a_first_reminder(
     assert len(gateway.received) == 1
 
 
+def test_withdrawn_or_answered_while_a_run_is_sending(clinic: Clinic, gateway: StandIn) -> None:
+    kit = enroll_kit(clinic.live)
+    phones = {"+447700900101": new_referral_code(), "+447700900102": new_referral_code()}
+    phones["+447700900103"] = new_referral_code()
+    records: list[dict[str, Any]] = []
+    for phone, code in phones.items():
+        records += referral_records(kit.kit_id, code, visit_at=VISIT, phone=phone)
+    send(clinic, kit, records)
+
+    def meanwhile(body: dict[str, Any]) -> None:
+        # While the first SMS is with the gateway, one attendee withdraws on the slip's
+        # page and the other answers the check-in.
+        if len(gateway.received) > 1:
+            return
+        others = [c for p, c in phones.items() if p != body["to"]]
+        clinic.live.store.withdraw_by_attendee(kit.kit_id, others[0], "en")
+        _respond(clinic, kit, others[1], "w2", W2)
+
+    gateway.on_request = meanwhile
+    assert _run(clinic, _settings(clinic, gateway), W2).sent == 1
+    assert len(gateway.received) == 1
+
+
 def test_responded_in_the_window_gets_none_but_the_next_window_does(
     clinic: Clinic, gateway: StandIn
 ) -> None:
