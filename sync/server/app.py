@@ -6,9 +6,10 @@ captive portal.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI, Request
 from fastapi.dependencies.models import Dependant
@@ -17,7 +18,7 @@ from fastapi.routing import APIRoute
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from sync import protocol as p
-from sync.server import errors, keys
+from sync.server import errors, keys, reminders
 from sync.server.bookings import Bookings
 from sync.server.codes import CodeRules, default_rules
 from sync.server.deps import kit_auth
@@ -58,7 +59,12 @@ def build_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        task = reminders.start(store, settings)
         yield
+        if task is not None:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
         store.close()
 
     app = FastAPI(

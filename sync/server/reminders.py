@@ -14,6 +14,7 @@ The phone-chase list: the same referrals, still without a response
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -341,3 +342,21 @@ def chase_list(store: ServerStore, settings: ServerSettings, now: datetime) -> l
     wait = timedelta(days=settings.followup_chase_days)
     rows = [d for d in open_windows(store, settings, now) if now - d.opens >= wait]
     return sorted(rows, key=lambda d: (d.closes, d.opens, d.row.kit_id, d.row.code))
+
+
+async def _every(store: ServerStore, settings: ServerSettings, gateway: Gateway) -> None:
+    while True:
+        await asyncio.sleep(settings.reminders_every_minutes * 60)
+        try:
+            await asyncio.to_thread(run, store, settings, gateway)
+        except Exception as exc:  # a failed run must not end the task: the next may work
+            event("reminders_error", error=type(exc).__name__)
+
+
+def start(store: ServerStore, settings: ServerSettings) -> asyncio.Task[None] | None:
+    """The server's own periodic run (``reminders_every_minutes``); None when off. With
+    several workers each runs it: the claims keep every reminder to one."""
+    gateway = gateway_of(settings)
+    if gateway is None or settings.reminders_every_minutes <= 0:
+        return None
+    return asyncio.get_running_loop().create_task(_every(store, settings, gateway))

@@ -112,6 +112,9 @@ class ServerSettings(BaseModel):
     sms_max_attempts: int = Field(
         default=5, ge=1, le=50, description="tries of one reminder before it counts as failed"
     )
+    reminders_every_minutes: float = Field(
+        default=0.0, ge=0, description="the server sends due reminders this often; 0: off (cron)"
+    )
     followup_chase_days: float = Field(
         default=3.0, ge=0, description="days after a window opens before a non-responder is chased"
     )

@@ -64,7 +64,7 @@ def _status(clinic: Clinic, code: str) -> list[tuple[str, str, int, str]]:
             for w, s, a, e in conn.execute(
                 text(
                     'SELECT "window", status, attempts, last_error FROM followup_reminder '
-                    'WHERE referral_code = :c ORDER BY "window"'
+                    'WHERE referral_code LIKE :c ORDER BY "window"'
                 ),
                 {"c": code},
             )
@@ -343,3 +343,23 @@ def test_gateway_connection_refused_is_retried() -> None:
     with sms_gateway() as stand_in:
         url = stand_in.url
     assert Gateway(url, timeout=1.0).send("+447700900123", "x").result == "retry"
+
+
+def test_the_servers_own_periodic_run(sqlite_url: str, gateway: StandIn) -> None:
+    with run_clinic(
+        sqlite_url, sms_webhook_url=gateway.url, reminders_every_minutes=0.005
+    ) as clinic:
+        kit = enroll_kit(clinic.live)
+        send(clinic, kit, referral_records(kit.kit_id, new_referral_code(), visit_at=VISIT))
+        clinic.clock.now = W2
+        arrived = threading.Event()
+        gateway.on_request = lambda _body: arrived.set()
+        assert arrived.wait(timeout=30)
+        # Later runs of the task send nothing more in this window.
+        for _ in range(200):
+            if _status(clinic, "%") and _status(clinic, "%")[0][1] == "sent":
+                break
+            threading.Event().wait(0.05)
+        assert [s for _, s, *_ in _status(clinic, "%")] == ["sent"]
+        threading.Event().wait(1.0)  # a few more runs of the task
+    assert len(gateway.received) == 1
