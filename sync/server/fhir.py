@@ -26,6 +26,7 @@ The centre's work on it follows from the referral's event log and bookings:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -88,6 +89,8 @@ CONSENT_ITEMS = {
 RESEARCH_ITEMS = frozenset({"c4", "c5"})
 INSTRUMENT_FIELDS = frozenset({"pain_nrs", "leg_pain_nrs", "startback", "sbi"})
 EXACT_AGE = frozenset({"age_years", "back_pain_onset_age"})
+# Anything outside FHIR's id alphabet (ASCII only: str.isalnum would let "é" through).
+_NOT_ID = re.compile(r"[^A-Za-z0-9.\-]")
 FOLLOWUP_SBI = ("sbi_leg_pain", "sbi_numbness", "sbi_weakness", "sbi_sitting")
 
 
@@ -146,9 +149,7 @@ def local(code: str, display: str | None = None) -> dict[str, Any]:
 
 def fhir_id(*parts: str) -> str:
     """A resource id (FHIR: letters, digits, '-' and '.', at most 64)."""
-    joined = "-".join(parts)
-    cleaned = "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in joined)
-    return cleaned[:64]
+    return _NOT_ID.sub("-", "-".join(parts))[:64]
 
 
 def age_band(age: object) -> str | None:

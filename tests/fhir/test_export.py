@@ -387,3 +387,10 @@ def test_export_refuses_a_bad_day(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "YYYY-MM-DD" in capsys.readouterr().err
     assert main([*args, "--from", "2026-12-05", "--to", "2026-12-01"]) == 2
     assert not (tmp_path / "out").exists()
+
+
+def test_resource_ids_keep_to_the_fhir_id_alphabet() -> None:
+    from sync.server.fhir import fhir_id
+
+    assert fhir_id("AB-é_1", "x.y") == "AB---1-x.y"
+    assert fhir_id("A" * 70) == "A" * 64
