@@ -112,6 +112,14 @@ def shared_referrals(
         ):
             consents[(str(kit_id), str(visit_id))] = json.loads(body)  # the latest wins
         events, bookings, followups = _events(conn), _bookings(conn), _followups(conn)
+        callbacks = {
+            (str(k), str(c))
+            for k, c in conn.execute(
+                text(
+                    "SELECT kit_id, referral_code FROM callback_request WHERE cancelled_at IS NULL"
+                )
+            )
+        }
         latest: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
         for kit_id, visit_id, version, body in conn.execute(
             text(
@@ -156,6 +164,7 @@ def shared_referrals(
             events=tuple(events.get(of, ())),
             bookings=tuple(bookings.get(of, ())),
             followups=tuple(followups.get(of, ())),
+            callback_requested=of in callbacks,
         )
 
 

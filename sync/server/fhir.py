@@ -8,8 +8,9 @@ instead of a birth date.
 
 The centre's work on it follows from the referral's event log and bookings:
 
-- a Task for the worklist state (status from ``worklist.derive``: requested, in-progress
-  once a call was tried, completed on a decision, cancelled on a closure). Each contact
+- a Task for the worklist state of a referral owed a call (status from
+  ``worklist.derive``: requested, in-progress once a call was tried, completed on a
+  decision, cancelled on a closure). Each contact
   attempt is a ``Task.output`` (its result coded, ``valueDateTime`` = when it was made)
   rather than a note: outputs stay machine-readable and ordered, and the clinicians' free
   text (notes, closure reasons) never leaves, since it may name people.
@@ -131,6 +132,17 @@ class SharedReferral:
     events: tuple[Event, ...] = ()
     bookings: tuple[BookedCall, ...] = ()
     followups: tuple[FollowUpResponse, ...] = ()
+    callback_requested: bool = False
+
+    @property
+    def on_worklist(self) -> bool:
+        """Whether the centre owes it a call: every level but self-care, and self-care once
+        a call-back was asked for (or the centre has already acted on it)."""
+        return (
+            str(self.outcome.get("triage")) in PRIORITY
+            or self.callback_requested
+            or bool(self.bookings or self.events)
+        )
 
 
 def loinc(code: str, display: str | None = None) -> dict[str, Any]:
@@ -179,7 +191,8 @@ def resources(ref: SharedReferral) -> dict[str, list[dict[str, Any]]]:
         out["Observation"].extend(_followup_observations(ref, subject, followup, response))
     escalations = _escalations(ref, subject, request)
     out["ServiceRequest"].extend(escalations)
-    out["Task"].append(_task(ref, subject, request, escalations))
+    if ref.on_worklist:  # no Task where no call is owed: it would read as work to do
+        out["Task"].append(_task(ref, subject, request, escalations))
     out["Appointment"].extend(_appointment(ref, subject, b, request) for b in ref.bookings)
     return out
 

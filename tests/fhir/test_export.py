@@ -30,7 +30,7 @@ from tests.sync.kpi_month import respond
 from tests.sync.live_server import TickingClock, run_server
 
 SCHEMA = Path(__file__).with_name("fhir.schema.json")
-NAMES = ("Ana Ruiz", "Bea Soto", "Carla Diaz", "Dora Vega", "Elsa Mora", "Fina Gil")
+NAMES = ("Ana Ruiz", "Bea Soto", "Carla Diaz", "Dora Vega", "Elsa Mora", "Fina Gil", "Gina Paz")
 
 
 @cache
@@ -87,6 +87,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                         sbi={"leg_pain": 5, "numbness": 3, "weakness": 2, "sitting": 4},
                     )
                 ),
+                "self_care_quiet": service.record_visit(shared("Gina Paz")),
                 "c2_refused": service.record_visit(visit_input()),
                 "withdrawn": service.record_visit(shared("Elsa Mora")),
                 "voided": service.record_visit(shared("Fina Gil")),
@@ -236,6 +237,7 @@ def test_the_reference_check_can_fail() -> None:
 def test_tasks_follow_the_worklist_state(exported: dict[str, Any]) -> None:
     made, r = exported["made"], exported["resources"]
     tasks = {t["identifier"][0]["value"]: t for t in r["Task"]}
+    # self-care with no call-back asked for and nothing done owes no call: no Task
     assert set(tasks) == {made[k] for k in ("emergency", "urgent", "routine", "self_care")}
     e, u, ro, s = (tasks[made[k]] for k in ("emergency", "urgent", "routine", "self_care"))
     assert (e["status"], e["businessStatus"]["coding"][0]["code"]) == ("completed", "decided")
@@ -319,7 +321,7 @@ def test_follow_up_responses_and_their_pain_observations(exported: dict[str, Any
 
 def test_only_shared_referrals_leave_and_nothing_personal(exported: dict[str, Any]) -> None:
     made, everything = exported["made"], "".join(exported["files"].values())
-    for kept in ("emergency", "urgent", "routine", "self_care"):
+    for kept in ("emergency", "urgent", "routine", "self_care", "self_care_quiet"):
         assert made[kept] in everything
     for dropped in ("c2_refused", "withdrawn", "voided"):
         assert made[dropped] not in everything, dropped
@@ -328,7 +330,8 @@ def test_only_shared_referrals_leave_and_nothing_personal(exported: dict[str, An
     assert "+34 600" not in everything and '"age_years"' not in everything
     assert "Quill" not in everything and "A&E" not in everything  # clinicians' free text
     patients = {p["identifier"][0]["value"]: p for p in exported["resources"]["Patient"]}
-    assert set(patients) == {made[k] for k in ("emergency", "urgent", "routine", "self_care")}
+    kept = ("emergency", "urgent", "routine", "self_care", "self_care_quiet")
+    assert set(patients) == {made[k] for k in kept}
     assert all(
         "telecom" not in p and "name" not in p and "birthDate" not in p for p in patients.values()
     )

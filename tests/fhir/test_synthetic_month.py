@@ -33,9 +33,16 @@ def test_a_reduced_synthetic_month_exports_without_one_schema_error(tmp_path: Pa
             lines += 1
     assert errors == []
     assert lines == sum(written.values())
-    # the month's work is in it: one Task per shared referral, escalations and follow-ups
-    shared = counts["visits"] - counts["C2 refused"]
-    assert written["Task"] == written["Patient"] == shared > 100
+    # the month's work is in it: a Task on each referral's request, escalations, follow-ups
+    assert written["Patient"] == counts["visits"] - counts["C2 refused"] > 100
+    resources = {
+        kind: [json.loads(line) for line in (tmp_path / "export" / f"{kind}.ndjson").open()]
+        for kind in ("Task", "ServiceRequest")
+    }
+    referrals = {f"ServiceRequest/{r['id']}" for r in resources["ServiceRequest"]}
+    focus = [t["focus"]["reference"] for t in resources["Task"] if "focus" in t]
+    assert sorted(focus) == sorted(r for r in referrals if r.endswith("-referral"))
+    assert written["Patient"] > written["Task"] > len(focus)  # self-care call-backs too
     requests = (tmp_path / "export" / "ServiceRequest.ndjson").read_text("utf-8")
     assert requests.count('"escalation-') > 0
     followups = (tmp_path / "export" / "QuestionnaireResponse.ndjson").read_text("utf-8")
