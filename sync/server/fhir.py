@@ -19,8 +19,9 @@ The centre's work on it follows from the referral's event log and bookings:
   (``basedOn`` the referral, ``authoredOn`` = the time the escalation was arranged, which
   the arranging KPI measures): an escalation is an order for further care, and a
   ServiceRequest is the resource a receiving system acts on. The Task output references it.
-- an Appointment for each confirmed or cancelled call booking (held and expired holds
-  were never appointments);
+- an Appointment for each call booking, booked or cancelled (live and expired holds
+  were never appointments; ``call_booking`` does not tell a cancelled hold from a
+  cancelled booking, and a cancelled Appointment fits both);
 - a QuestionnaireResponse for each current follow-up check-in (``authored`` = when it was
   submitted) with its pain NRS Observations (LOINC 72514-3) effective at the same time.
 """
@@ -184,6 +185,12 @@ def resources(ref: SharedReferral) -> dict[str, list[dict[str, Any]]]:
     out["Observation"].extend(_observations(ref, subject, by_questionnaire))
     request = _service_request(ref, subject, out["QuestionnaireResponse"], out["Observation"])
     if request is not None:
+        # the call it orders is done once decided, and called off by a closure
+        state = derive(ref.events)
+        if state.closed_reason is not None:
+            request["status"] = "revoked"
+        elif state.decision is not None:
+            request["status"] = "completed"
         out["ServiceRequest"].append(request)
     for followup in ref.followups:
         response = _followup_response(ref, subject, followup)

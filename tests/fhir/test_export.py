@@ -246,6 +246,10 @@ def test_tasks_follow_the_worklist_state(exported: dict[str, Any]) -> None:
     assert (s["status"], s["businessStatus"]["coding"][0]["code"]) == ("cancelled", "closed")
     assert e["focus"] == {"reference": f"ServiceRequest/{made['emergency']}-referral"}
     assert "focus" not in s  # self-care has no ServiceRequest
+    requests = {q["id"]: q["status"] for q in r["ServiceRequest"]}
+    assert requests[f"{made['emergency']}-referral"] == "completed"
+    assert requests[f"{made['routine']}-referral"] == "completed"
+    assert requests[f"{made['urgent']}-referral"] == "active"
     codes = [o["type"]["coding"][0]["code"] for o in e["output"]]
     assert codes == [
         "contact-attempt-no_answer",
@@ -397,3 +401,34 @@ def test_resource_ids_keep_to_the_fhir_id_alphabet() -> None:
 
     assert fhir_id("AB-é_1", "x.y") == "AB---1-x.y"
     assert fhir_id("A" * 70) == "A" * 64
+
+
+def test_a_closed_referral_revokes_its_request_and_cancels_its_task() -> None:
+    from sync.server.fhir import SharedReferral, resources
+
+    at = parse("2026-11-30T10:00:00.000000Z")
+    ref = SharedReferral(
+        code="AB12-CD34",
+        kit_id="kit-a",
+        visit_id="v1",
+        visit_created_at="2026-11-30T09:00:00.000000Z",
+        language="en",
+        answers={"pain_nrs": 5},
+        outcome={"triage": "routine", "rules": ["RO1"]},
+        consent={"c1": True, "c2": True},
+        consent_at="2026-11-30T09:00:00.000000Z",
+        consent_text_version="1",
+        consent_text_hash="0" * 64,
+        events=(
+            wl.Event("attempt", at, at, "CD", {"result": "wrong_number", "note": ""}),
+            wl.Event("closure", at, at, "CD", {"reason": "number unusable", "note": ""}),
+        ),
+    )
+    made = resources(ref)
+    assert [q["status"] for q in made["ServiceRequest"]] == ["revoked"]
+    (task,) = made["Task"]
+    assert task["status"] == "cancelled" and task["businessStatus"]["coding"][0]["code"] == "closed"
+    assert task["executionPeriod"] == {"start": iso(at), "end": iso(at)}
+    assert "number unusable" not in json.dumps(made)  # free text stays at the centre
+    errors = [e.message for kind in made.values() for r in kind for e in validator().iter_errors(r)]
+    assert errors == []
