@@ -36,7 +36,7 @@ from typing import Any
 
 from sync.server.followups import CES_FIELDS
 from sync.server.store import iso
-from sync.server.worklist import ESCALATED, Event, derive
+from sync.server.worklist import ESCALATED, Event, State, derive
 
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
@@ -184,9 +184,9 @@ def resources(ref: SharedReferral) -> dict[str, list[dict[str, Any]]]:
     by_questionnaire = {r["questionnaire"].rsplit("/", 1)[-1]: r for r in responses}
     out["Observation"].extend(_observations(ref, subject, by_questionnaire))
     request = _service_request(ref, subject, out["QuestionnaireResponse"], out["Observation"])
+    state = derive(ref.events)
     if request is not None:
         # the call it orders is done once decided, and called off by a closure
-        state = derive(ref.events)
         if state.closed_reason is not None:
             request["status"] = "revoked"
         elif state.decision is not None:
@@ -199,7 +199,7 @@ def resources(ref: SharedReferral) -> dict[str, list[dict[str, Any]]]:
     escalations = _escalations(ref, subject, request)
     out["ServiceRequest"].extend(escalations)
     if ref.on_worklist:  # no Task where no call is owed: it would read as work to do
-        out["Task"].append(_task(ref, subject, request, escalations))
+        out["Task"].append(_task(ref, state, subject, request, escalations))
     out["Appointment"].extend(_appointment(ref, subject, b, request) for b in ref.bookings)
     return out
 
@@ -517,11 +517,11 @@ def _escalations(
 
 def _task(
     ref: SharedReferral,
+    state: State,
     subject: dict[str, str],
     request: dict[str, Any] | None,
     escalations: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    state = derive(ref.events)
     if state.closed_reason is not None:
         status, business = "cancelled", "closed"
     elif state.decision is not None:
