@@ -3,6 +3,8 @@ one file per resource type.
 
 Only what the attendee agreed to share leaves: the latest active version of each visit
 whose latest consent grants C2; nothing for a refused C2, a withdrawal or a voided visit.
+The event log, the bookings and the follow-up responses are each read once per export
+(one query per table), not once per referral.
 """
 
 from __future__ import annotations
@@ -15,9 +17,68 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
-from sync.server.fhir import RESOURCE_TYPES, SharedReferral, resources
+from sync.server.fhir import (
+    RESOURCE_TYPES,
+    BookedCall,
+    FollowUpResponse,
+    SharedReferral,
+    resources,
+)
+from sync.server.worklist import Event, parse_time
+
+Key = tuple[str, str]
+
+
+def _time(value: str) -> datetime:
+    moment = parse_time(value)
+    if moment is None:  # pragma: no cover - the server writes every time itself
+        raise ValueError(f"unreadable time {value!r}")
+    return moment
+
+
+def _events(conn: Connection) -> dict[Key, list[Event]]:
+    out: dict[Key, list[Event]] = {}
+    for kit, code, kind, at, recorded, user, data in conn.execute(
+        text(
+            "SELECT kit_id, referral_code, kind, at, recorded_at, user_name, data "
+            "FROM referral_event ORDER BY id"
+        )
+    ):
+        out.setdefault((str(kit), str(code)), []).append(
+            Event(str(kind), _time(at), _time(recorded), str(user), json.loads(data))
+        )
+    return out
+
+
+def _bookings(conn: Connection) -> dict[Key, list[BookedCall]]:
+    out: dict[Key, list[BookedCall]] = {}
+    for booking_id, kit, code, status, starts_at, minutes, created in conn.execute(
+        text(
+            "SELECT b.id, b.kit_id, b.referral_code, b.status, s.starts_at, s.minutes, "
+            "b.created_at FROM call_booking b JOIN call_slot s ON s.id = b.slot_id "
+            "WHERE b.status IN ('booked', 'cancelled') ORDER BY b.id"
+        )
+    ):
+        out.setdefault((str(kit), str(code)), []).append(
+            BookedCall(int(booking_id), str(status), str(starts_at), int(minutes), str(created))
+        )
+    return out
+
+
+def _followups(conn: Connection) -> dict[Key, list[FollowUpResponse]]:
+    out: dict[Key, list[FollowUpResponse]] = {}
+    for kit, code, window, submitted, answers, warning in conn.execute(
+        text(
+            'SELECT kit_id, referral_code, "window", submitted_at, answers, warning '
+            "FROM followup_response WHERE superseded_at IS NULL ORDER BY submitted_at, id"
+        )
+    ):
+        out.setdefault((str(kit), str(code)), []).append(
+            FollowUpResponse(str(window), str(submitted), json.loads(answers), bool(warning))
+        )
+    return out
 
 
 def day_bounds(since: date | None, until: date | None) -> tuple[str | None, str | None]:
@@ -50,6 +111,15 @@ def shared_referrals(
             )
         ):
             consents[(str(kit_id), str(visit_id))] = json.loads(body)  # the latest wins
+        events, bookings, followups = _events(conn), _bookings(conn), _followups(conn)
+        callbacks = {
+            (str(k), str(c))
+            for k, c in conn.execute(
+                text(
+                    "SELECT kit_id, referral_code FROM callback_request WHERE cancelled_at IS NULL"
+                )
+            )
+        }
         latest: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
         for kit_id, visit_id, version, body in conn.execute(
             text(
@@ -77,8 +147,10 @@ def shared_referrals(
             continue
         if (low and created < low) or (high and created >= high):
             continue
+        code = str(body["referral_code"])
+        of = (key[0], code)
         yield SharedReferral(
-            code=str(body["referral_code"]),
+            code=code,
             kit_id=key[0],
             visit_id=key[1],
             visit_created_at=created,
@@ -89,6 +161,10 @@ def shared_referrals(
             consent_at=str(consent.get("at") or created),
             consent_text_version=str(consent.get("text_version") or ""),
             consent_text_hash=str(consent.get("text_hash") or ""),
+            events=tuple(events.get(of, ())),
+            bookings=tuple(bookings.get(of, ())),
+            followups=tuple(followups.get(of, ())),
+            callback_requested=of in callbacks,
         )
 
 

@@ -5,13 +5,38 @@ agreed to share, C2) becomes a pseudonymous Patient, a Consent with a provision 
 item, a QuestionnaireResponse per instrument, coded Observations and, where the level
 asks for contact, a ServiceRequest. Nothing personal: no name, no phone, an age band
 instead of a birth date.
+
+The centre's work on it follows from the referral's event log and bookings:
+
+- a Task for the worklist state of a referral owed a call (status from
+  ``worklist.derive``: requested, in-progress once a call was tried, completed on a
+  decision, cancelled on a closure). Each contact
+  attempt is a ``Task.output`` (its result coded, ``valueDateTime`` = when it was made)
+  rather than a note: outputs stay machine-readable and ordered, and the clinicians' free
+  text (notes, closure reasons) never leaves, since it may name people.
+- the triage decision as a further ``Task.output`` (coded, so conservative decisions are
+  carried too) and, for every escalation recorded, a ServiceRequest of its own
+  (``basedOn`` the referral, ``authoredOn`` = the time the escalation was arranged, which
+  the arranging KPI measures): an escalation is an order for further care, and a
+  ServiceRequest is the resource a receiving system acts on. The Task output references it.
+- an Appointment for each call booking, booked or cancelled (live and expired holds
+  were never appointments; ``call_booking`` does not tell a cancelled hold from a
+  cancelled booking, and a cancelled Appointment fits both);
+- a QuestionnaireResponse for each current follow-up check-in (``authored`` = when it was
+  submitted) with its pain NRS Observations (LOINC 72514-3) effective at the same time.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from sync.server.followups import CES_FIELDS
+from sync.server.store import iso
+from sync.server.worklist import ESCALATED, Event, State, derive
 
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
@@ -21,7 +46,15 @@ AGE_BAND = "urn:popup-kit:fhir:StructureDefinition/age-band"
 QUESTIONNAIRE = "urn:popup-kit:fhir:Questionnaire"
 
 # The order the bulk-data files are written in; every resource lands in one of them.
-RESOURCE_TYPES = ("Patient", "Consent", "QuestionnaireResponse", "Observation", "ServiceRequest")
+RESOURCE_TYPES = (
+    "Patient",
+    "Consent",
+    "QuestionnaireResponse",
+    "Observation",
+    "ServiceRequest",
+    "Task",
+    "Appointment",
+)
 
 # STarT Back items 1-9 (LOINC 91340-0 ... 91348-3, in the order of the tool).
 STARTBACK_ITEMS = (
@@ -58,6 +91,30 @@ CONSENT_ITEMS = {
 RESEARCH_ITEMS = frozenset({"c4", "c5"})
 INSTRUMENT_FIELDS = frozenset({"pain_nrs", "leg_pain_nrs", "startback", "sbi"})
 EXACT_AGE = frozenset({"age_years", "back_pain_onset_age"})
+# Anything outside FHIR's id alphabet (ASCII only: str.isalnum would let "é" through).
+_NOT_ID = re.compile(r"[^A-Za-z0-9.\-]")
+FOLLOWUP_SBI = ("sbi_leg_pain", "sbi_numbness", "sbi_weakness", "sbi_sitting")
+
+
+@dataclass(frozen=True)
+class BookedCall:
+    """One call booking (table ``call_booking`` with its slot), times in UTC."""
+
+    booking_id: int
+    status: str
+    starts_at: str
+    minutes: int
+    created_at: str
+
+
+@dataclass(frozen=True)
+class FollowUpResponse:
+    """The current response of one follow-up window (table ``followup_response``)."""
+
+    window: str
+    submitted_at: str
+    answers: Mapping[str, Any]
+    warning: bool
 
 
 @dataclass(frozen=True)
@@ -73,6 +130,20 @@ class SharedReferral:
     consent_at: str
     consent_text_version: str
     consent_text_hash: str
+    events: tuple[Event, ...] = ()
+    bookings: tuple[BookedCall, ...] = ()
+    followups: tuple[FollowUpResponse, ...] = ()
+    callback_requested: bool = False
+
+    @property
+    def on_worklist(self) -> bool:
+        """Whether the centre owes it a call: every level but self-care, and self-care once
+        a call-back was asked for (or the centre has already acted on it)."""
+        return (
+            str(self.outcome.get("triage")) in PRIORITY
+            or self.callback_requested
+            or bool(self.bookings or self.events)
+        )
 
 
 def loinc(code: str, display: str | None = None) -> dict[str, Any]:
@@ -91,9 +162,7 @@ def local(code: str, display: str | None = None) -> dict[str, Any]:
 
 def fhir_id(*parts: str) -> str:
     """A resource id (FHIR: letters, digits, '-' and '.', at most 64)."""
-    joined = "-".join(parts)
-    cleaned = "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in joined)
-    return cleaned[:64]
+    return _NOT_ID.sub("-", "-".join(parts))[:64]
 
 
 def age_band(age: object) -> str | None:
@@ -115,8 +184,23 @@ def resources(ref: SharedReferral) -> dict[str, list[dict[str, Any]]]:
     by_questionnaire = {r["questionnaire"].rsplit("/", 1)[-1]: r for r in responses}
     out["Observation"].extend(_observations(ref, subject, by_questionnaire))
     request = _service_request(ref, subject, out["QuestionnaireResponse"], out["Observation"])
+    state = derive(ref.events)
     if request is not None:
+        # the call it orders is done once decided, and called off by a closure
+        if state.closed_reason is not None:
+            request["status"] = "revoked"
+        elif state.decision is not None:
+            request["status"] = "completed"
         out["ServiceRequest"].append(request)
+    for followup in ref.followups:
+        response = _followup_response(ref, subject, followup)
+        out["QuestionnaireResponse"].append(response)
+        out["Observation"].extend(_followup_observations(ref, subject, followup, response))
+    escalations = _escalations(ref, subject, request)
+    out["ServiceRequest"].extend(escalations)
+    if ref.on_worklist:  # no Task where no call is owed: it would read as work to do
+        out["Task"].append(_task(ref, state, subject, request, escalations))
+    out["Appointment"].extend(_appointment(ref, subject, b, request) for b in ref.bookings)
     return out
 
 
@@ -398,3 +482,174 @@ def _service_request(
         note += f"; ruleset {ruleset}"
     request["note"] = [{"text": note}]
     return request
+
+
+def _reference(resource: Mapping[str, Any]) -> dict[str, str]:
+    return {"reference": f"{resource['resourceType']}/{resource['id']}"}
+
+
+def _escalations(
+    ref: SharedReferral, subject: dict[str, str], request: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    out = []
+    for n, event in enumerate(e for e in ref.events if e.kind == "decision"):
+        decision = str(event.data.get("decision"))
+        arranged = event.data.get("escalation_arranged_at")
+        if decision not in ESCALATED or not isinstance(arranged, str):
+            continue
+        escalation: dict[str, Any] = {
+            "resourceType": "ServiceRequest",
+            "id": fhir_id(ref.code, "escalation", str(n + 1)),
+            "status": "active",
+            "intent": "order",
+            "priority": "urgent" if decision != "specialist" else "routine",
+            "code": local(f"escalation-{decision}", ESCALATED[decision]),
+            "subject": subject,
+            "authoredOn": arranged,
+            "occurrenceDateTime": arranged,
+            "reasonCode": [local("tele-triage-decision", "Decision after the tele-triage call")],
+        }
+        if request is not None:
+            escalation["basedOn"] = [_reference(request)]
+        out.append(escalation)
+    return out
+
+
+def _task(
+    ref: SharedReferral,
+    state: State,
+    subject: dict[str, str],
+    request: dict[str, Any] | None,
+    escalations: list[dict[str, Any]],
+) -> dict[str, Any]:
+    if state.closed_reason is not None:
+        status, business = "cancelled", "closed"
+    elif state.decision is not None:
+        status, business = "completed", "decided"
+    elif state.first_contact_at is not None:
+        status, business = "in-progress", "reached"
+    elif state.attempts:
+        status, business = "in-progress", "attempting"
+    else:
+        status, business = "requested", "awaiting-call"
+    outputs: list[dict[str, Any]] = [
+        {
+            "type": local(f"contact-attempt-{e.data.get('result')}", "Contact attempt"),
+            "valueDateTime": iso(e.at),
+        }
+        for e in ref.events
+        if e.kind == "attempt"
+    ]
+    decisions = [e for e in ref.events if e.kind == "decision"]
+    if decisions and state.decision is not None:
+        outputs.append(
+            {
+                "type": local("triage-decision", "Triage decision"),
+                "valueCodeableConcept": local(f"decision-{state.decision}"),
+            }
+        )
+    outputs.extend(
+        {"type": local("escalation"), "valueReference": _reference(e)} for e in escalations
+    )
+    task: dict[str, Any] = {
+        "resourceType": "Task",
+        "id": fhir_id(ref.code, "task"),
+        "identifier": [{"system": REFERRAL_CODE, "value": ref.code}],
+        "status": status,
+        "businessStatus": local(business),
+        "intent": "order",
+        "code": local("tele-triage-contact", "Contact the attendee and decide"),
+        "for": subject,
+        "authoredOn": ref.visit_created_at,
+        "lastModified": max([ref.visit_created_at, *(iso(e.recorded_at) for e in ref.events)]),
+    }
+    if request is not None:
+        task["focus"] = _reference(request)
+    ends = [e.at for e in ref.events if e.kind in {"decision", "closure"}]
+    starts = [e.at for e in ref.events if e.kind == "attempt"]
+    if starts or ends:
+        period: dict[str, str] = {"start": iso(min(starts or ends))}
+        if ends and status in {"completed", "cancelled"}:
+            period["end"] = iso(max(ends))
+        task["executionPeriod"] = period
+    if outputs:
+        task["output"] = outputs
+    return task
+
+
+def _appointment(
+    ref: SharedReferral,
+    subject: dict[str, str],
+    booking: BookedCall,
+    request: dict[str, Any] | None,
+) -> dict[str, Any]:
+    start = parse_utc(booking.starts_at)
+    appointment: dict[str, Any] = {
+        "resourceType": "Appointment",
+        "id": fhir_id(ref.code, "call", str(booking.booking_id)),
+        "status": "booked" if booking.status == "booked" else "cancelled",
+        "serviceType": [local("tele-triage", "Tele-triage call for back pain")],
+        "start": iso(start),
+        "end": iso(start + timedelta(minutes=booking.minutes)),
+        "minutesDuration": booking.minutes,
+        "created": booking.created_at,
+        "participant": [{"actor": subject, "required": "required", "status": "accepted"}],
+    }
+    if request is not None:
+        appointment["basedOn"] = [_reference(request)]
+    return appointment
+
+
+def parse_utc(value: str) -> datetime:
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _followup_response(
+    ref: SharedReferral, subject: dict[str, str], followup: FollowUpResponse
+) -> dict[str, Any]:
+    answers = followup.answers
+    values: list[tuple[str, Any]] = [
+        ("pain_nrs", answers.get("pain_nrs")),
+        ("leg_pain_nrs", answers.get("leg_pain_nrs")),
+    ]
+    sbi = answers.get("sbi")
+    if isinstance(sbi, Mapping):
+        values += [(k, sbi.get(k)) for k in FOLLOWUP_SBI]
+    values.append(("global_change", answers.get("global_change")))
+    values += [(k, answers.get(k)) for k in CES_FIELDS]
+    values.append(("warning", followup.warning))
+    return {
+        "resourceType": "QuestionnaireResponse",
+        "id": fhir_id(ref.code, "followup", followup.window),
+        "questionnaire": f"{QUESTIONNAIRE}/followup-{followup.window}",
+        "status": "completed",
+        "subject": subject,
+        "authored": followup.submitted_at,
+        "item": _items(values),
+    }
+
+
+def _followup_observations(
+    ref: SharedReferral,
+    subject: dict[str, str],
+    followup: FollowUpResponse,
+    response: dict[str, Any],
+) -> list[dict[str, Any]]:
+    out = []
+    for key, site in (("pain_nrs", "back"), ("leg_pain_nrs", "leg")):
+        value = followup.answers.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            obs = _observation(
+                ref,
+                subject,
+                f"pain-nrs-{site}",
+                loinc(PAIN_NRS, "Pain severity 0-10 verbal numeric rating [Score] - Reported"),
+                {"valueInteger": value},
+                response,
+                bodySite={"text": site},
+            )
+            obs["id"] = fhir_id(ref.code, "followup", followup.window, f"pain-nrs-{site}")
+            obs["effectiveDateTime"] = followup.submitted_at
+            out.append(obs)
+    return out
