@@ -12,6 +12,7 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright import sync_api as playwright_sync
@@ -30,6 +31,7 @@ from tests.sync.clinic_support import PASSWORD, referral_records
 from tests.sync.live_server import LiveServer, enroll_kit, ingest, run_server
 
 pytestmark = pytest.mark.slow
+LONDON = ZoneInfo("Europe/London")
 
 
 def _qr_url(pdf: bytes) -> str:
@@ -136,7 +138,8 @@ def test_printed_slip_to_call_back_to_escalation_on_the_attendees_page(
             desk.get_by_label("Reached").check()
             desk.get_by_role("button", name="Record attempt").click()
             desk.wait_for_load_state()
-            arranged = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=1)
+            # Typed in the clinic's own time (the server's default zone, Europe/London).
+            arranged = (datetime.now(UTC) - timedelta(minutes=1)).astimezone(LONDON)
             desk.locator("#decision-choice").select_option("urgent_in_person")
             desk.locator("#arranged").fill(arranged.strftime("%Y-%m-%dT%H:%M"))
             desk.locator("#decision-note").fill("Fever with back pain: seen in clinic today.")
@@ -159,7 +162,8 @@ def test_printed_slip_to_call_back_to_escalation_on_the_attendees_page(
             ).all()
     assert "You asked for a call-back: a clinician will call you by" in requested, requested
     assert "If nobody has called you by" in requested
-    assert "Urgent in-person review, arranged" in facts
+    shown = arranged.strftime("%Y-%m-%d %H:%M %Z")
+    assert f"Urgent in-person review, arranged {shown}" in facts
     assert [k for (k,) in kinds] == ["attempt", "attempt", "decision"]
     assert visit.code not in left and "URG2-T7K7-M3QX" in left
     assert "What was arranged" in after and "An urgent in-person review" in after
