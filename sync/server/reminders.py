@@ -18,7 +18,7 @@ import asyncio
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -32,6 +32,7 @@ from sync.server.sms import Gateway, Outcome, e164
 from sync.server.store import ServerStore, iso
 
 DONE = ("sent", "failed", "skipped", "sending")
+_ANY_CALLBACK = (datetime.min.replace(tzinfo=UTC), datetime.min.replace(tzinfo=UTC))
 
 TEXTS = {
     "en": {
@@ -142,10 +143,11 @@ def open_windows(store: ServerStore, settings: ServerSettings, now: datetime) ->
         ref = (visit.kit_id, visit.code)
         if ref in by_slip:
             continue
-        # The worklist's own rule for what is shared and where the phone may be shown.
-        row = wl._row(
-            visit, consents.get(key, {}), key in withdrawn, callbacks.get(ref), [], wl.Deadlines()
-        )
+        # The worklist's own rule for what is shared and where the phone may be shown. It
+        # leaves out self-care without a call-back request (no call is due); a follow-up
+        # is due for every held referral, so any window stands in for the request.
+        callback = callbacks.get(ref) or _ANY_CALLBACK
+        row = wl._row(visit, consents.get(key, {}), key in withdrawn, callback, [], wl.Deadlines())
         if row is None or row.phone is None:
             continue
         window = followups.current(all_windows, row.visit_at, now)

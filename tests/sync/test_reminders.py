@@ -96,6 +96,8 @@ def test_who_gets_a_reminder(clinic: Clinic, gateway: StandIn) -> None:
         "responded": {},
         "local-number": {"phone": "07700 900456"},
         "late": {"visit_at": VISIT - timedelta(days=20)},  # past week 2, before week 6
+        "self-care": {"level": "self_care", "phone": "+34 612 000 222"},
+        "emergency": {"level": "emergency", "phone": "+34 612 000 333"},
     }
     codes = {name: new_referral_code() for name in plan}
     for name, given in plan.items():
@@ -112,20 +114,24 @@ def test_who_gets_a_reminder(clinic: Clinic, gateway: StandIn) -> None:
     before = _run(clinic, settings, VISIT + timedelta(days=10, hours=23))
     assert before.as_json() == {"sent": 0, "failed": 0, "retry": 0, "skipped": 0}
     counts = _run(clinic, settings, W2)
-    assert counts.as_json() == {"sent": 1, "failed": 0, "retry": 0, "skipped": 1}
-    assert [r.body["to"] for r in gateway.received] == ["+447700900123"]
-    sent = gateway.received[0]
+    assert counts.as_json() == {"sent": 3, "failed": 0, "retry": 0, "skipped": 1}
+    assert sorted(r.body["to"] for r in gateway.received) == [
+        "+34612000222",  # self-care (no call-back asked for): still followed up
+        "+34612000333",
+        "+447700900123",
+    ]
+    sent = next(r for r in gateway.received if r.body["to"] == "+447700900123")
     assert sent.headers["Authorization"] == "Bearer gw-token-1"
     assert sent.body["sender"] == "Clinic"
     assert "back-pain check-in" in sent.body["text"]
     assert _status(clinic, codes["due"]) == [("w2", "sent", 1, "")]
     # A number without its country code is not guessed at: skipped, left to the chase list.
     assert _status(clinic, codes["local-number"]) == [("w2", "skipped", 0, "")]
-    for name in plan.keys() - {"due", "local-number"}:
+    for name in plan.keys() - {"due", "local-number", "self-care", "emergency"}:
         assert _status(clinic, codes[name]) == [], name
     # Run again in the same window: nothing more.
     assert _run(clinic, settings, W2 + timedelta(days=1)).as_json()["sent"] == 0
-    assert len(gateway.received) == 1
+    assert len(gateway.received) == 3
 
 
 def test_one_per_window_until_the_last_and_stops_on_withdrawal(
