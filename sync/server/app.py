@@ -32,7 +32,7 @@ from sync.server.limits import (
     LandingLimits,
     TokenBuckets,
 )
-from sync.server.routers import api, attendee, booking, clinic, docs, withdraw
+from sync.server.routers import api, attendee, booking, checkin, clinic, docs, withdraw
 from sync.server.settings import ServerSettings, key_path, load_settings
 from sync.server.store import Clock, ServerStore
 
@@ -92,6 +92,7 @@ def build_app(
         attendee.router,
         withdraw.router,
         booking.router,
+        checkin.router,
         *([docs.router] if settings.docs else []),
     ]
     for router in routers:

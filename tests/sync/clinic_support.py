@@ -24,6 +24,7 @@ from sync.bodies import BODY_VERSION, Booth, Contact, visit_body
 from sync.records import make_record
 from sync.server.accounts import Accounts
 from sync.server.app import build_app
+from sync.server.codes import CodeRules
 from sync.server.settings import ServerSettings
 from tests.sync.live_server import EnrolledKit, LiveServer, ingest
 
@@ -56,12 +57,16 @@ class Clinic:
 
 
 @contextmanager
-def run_clinic(db_url: str, **settings: Any) -> Iterator[Clinic]:
+def run_clinic(
+    db_url: str, *, code_rules: CodeRules | None = None, **settings: Any
+) -> Iterator[Clinic]:
     clock = SetClock()
     if not db_url.startswith("sqlite"):
         name = hashlib.sha256(db_url.encode()).hexdigest()[:16]
         settings.setdefault("key_file", str(Path(tempfile.gettempdir()) / "popup-kit-keys" / name))
-    app = build_app(ServerSettings(database_url=db_url, **settings), clock=clock)
+    app = build_app(
+        ServerSettings(database_url=db_url, **settings), clock=clock, code_rules=code_rules
+    )
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -134,6 +139,7 @@ def referral_records(
     event: str = "",
     booth: str | None = None,
     answers: dict[str, Any] | None = None,
+    language: str = "en",
 ) -> list[dict[str, Any]]:
     """A visit and its consent, as a kit sends them (typed bodies, cut to the consent)."""
     visit_id = str(uuid.uuid4())
@@ -149,7 +155,7 @@ def referral_records(
         visit_created_at=stamp,
         created_at=stamp,
         volunteer="Ana",
-        language="en",
+        language=language,
         answers=answers or {"age_years": age, "leg_pain_side": "unilateral", "pain_nrs": 6},
         outcome={"triage": level, "rules": list(rules), "ruleset_version": "2026.11-1"},
         forms_version="2026.1",
