@@ -57,6 +57,11 @@ class Window:
         return self.opens(visit_at) <= now < self.closes(visit_at)
 
 
+def week_label(name: str) -> str:
+    """A window's name as the clinicians read it: 'w2' is 'week 2'."""
+    return f"week {name[1:]}" if name[:1] == "w" and name[1:].isdigit() else name
+
+
 def windows(config: Mapping[str, tuple[int, int]]) -> tuple[Window, ...]:
     """The configured windows in time order."""
     return tuple(

@@ -17,7 +17,9 @@ import requests
 from sqlalchemy import text
 
 from sync.server import followups
+from sync.server import worklist as wl
 from sync.server.checkin_pages import TEXTS
+from sync.server.settings import ServerSettings
 from sync.server.store import iso
 from tests.sync.clinic_support import (
     NOW,
@@ -27,6 +29,7 @@ from tests.sync.clinic_support import (
     referral_records,
     run_clinic,
     send,
+    sign_in,
 )
 from tests.sync.live_server import EnrolledKit, PlainCodes, enroll_kit
 
@@ -372,3 +375,86 @@ def test_visit_time_is_the_booths(clinic: Clinic) -> None:
     found = followups.intake(clinic.live.store, kit.kit_id, code)
     assert found is not None and found.visit_at == datetime(2026, 11, 1, 23, 30, tzinfo=UTC)
     assert found.leg_pain and not found.sbi
+
+
+def _worklist(web: requests.Session, clinic: Clinic) -> list[dict[str, Any]]:
+    response = web.get(clinic.url + "/worklist.json", timeout=10)
+    assert response.status_code == 200
+    return list(response.json()["rows"])
+
+
+def _warn(clinic: Clinic, kit: EnrolledKit, code: str) -> None:
+    answered = _post(clinic, code, _sig(kit, code), {**CALM, "ces_saddle_numbness": "yes"})
+    assert answered.status_code == 200 and EN["warning_saved"] in _text(answered)
+
+
+def test_a_follow_up_warning_puts_the_referral_at_the_top_of_the_worklist(
+    clinic: Clinic,
+) -> None:
+    store = clinic.live.store
+    kit = enroll_kit(clinic.live)
+    clinic.clock.now = VISIT + 12 * DAY
+    web = sign_in(clinic, "dana")
+    decided = _referral(clinic, kit, level="routine")
+    closed = _referral(clinic, kit, level="urgent")
+    self_care = _referral(clinic, kit, level="self_care")
+    # Breached long ago, but of a lower tier.
+    urgent = _referral(clinic, kit, level="urgent", visit_at=clinic.clock.now - 3 * DAY)
+    wl.record_event(store, kit.kit_id, decided, "decision", "dana", {"decision": "advice"})
+    wl.record_event(store, kit.kit_id, closed, "closure", "dana", {"reason": "reached, fine"})
+    before = [r["code"] for r in _worklist(web, clinic)]
+    assert before == [urgent]  # the list is now cached
+
+    clinic.clock.advance(minutes=10)
+    _warn(clinic, kit, decided)
+    rows = _worklist(web, clinic)
+    assert [r["code"] for r in rows] == [decided, urgent]
+    top = rows[0]
+    assert top["flag"] == "warning sign at follow-up (week 2)"
+    assert top["level"] == "routine" and rows[1]["flag"] is None
+    hours = ServerSettings.model_fields["deadline_emergency_hours"].default
+    assert top["deadline"] == iso(clinic.clock.now + timedelta(hours=hours))
+
+    # A closed referral and a self-care one without a call-back re-open too.
+    clinic.clock.advance(minutes=10)
+    _warn(clinic, kit, closed)
+    clinic.clock.advance(minutes=1)
+    _warn(clinic, kit, self_care)
+    rows = _worklist(web, clinic)
+    assert [r["code"] for r in rows] == [decided, closed, self_care, urgent]
+    assert all(r["flag"] for r in rows[:3])
+
+    # The clinician's page shows the flag and offers a new decision.
+    page = web.get(f"{clinic.url}/r/{kit.kit_id}/{decided}", timeout=10)
+    assert "warning sign at follow-up (week 2)" in page.text and 'id="decision"' in page.text
+
+    # A decision after the response settles it; one before it never did.
+    clinic.clock.advance(minutes=5)
+    wl.record_event(store, kit.kit_id, decided, "decision", "dana", {"decision": "gp"})
+    assert [r["code"] for r in _worklist(web, clinic)] == [closed, self_care, urgent]
+
+    # A calm resubmission replaces the warning: the closed referral leaves again.
+    clinic.clock.advance(minutes=5)
+    assert _post(clinic, closed, _sig(kit, closed), CALM).status_code == 200
+    assert [r["code"] for r in _worklist(web, clinic)] == [self_care, urgent]
+
+    # A new warning after the decision re-opens it again, due from the new answer.
+    clinic.clock.advance(minutes=5)
+    _warn(clinic, kit, decided)
+    assert [r["code"] for r in _worklist(web, clinic)] == [self_care, decided, urgent]
+
+
+def test_a_withdrawn_referrals_warning_leaves_the_worklist(clinic: Clinic) -> None:
+    kit = enroll_kit(clinic.live)
+    clinic.clock.now = VISIT + 12 * DAY
+    web = sign_in(clinic, "dana")
+    code = _referral(clinic, kit, level="self_care")
+    _warn(clinic, kit, code)
+    assert [r["code"] for r in _worklist(web, clinic)] == [code]
+    done = requests.post(
+        _url(clinic, code, "/withdraw"),
+        data={"s": _sig(kit, code), "l": "en", "confirm": "yes"},
+        timeout=10,
+    )
+    assert done.status_code == 200
+    assert _worklist(web, clinic) == []
