@@ -127,9 +127,10 @@ class Row:
 
     @property
     def alerting(self) -> bool:
-        """A follow-up warning sign no decision or closure has followed yet."""
+        """A follow-up warning sign no decision or closure has followed yet (one logged at
+        the very same moment is not known to have seen it)."""
         alert, settled = self.alert, self.state.settled_at
-        return alert is not None and (settled is None or settled < alert.at)
+        return alert is not None and (settled is None or settled <= alert.at)
 
     @property
     def open(self) -> bool:
