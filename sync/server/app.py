@@ -33,7 +33,7 @@ from sync.server.limits import (
     LandingLimits,
     TokenBuckets,
 )
-from sync.server.routers import api, attendee, booking, chase, clinic, docs, withdraw
+from sync.server.routers import api, attendee, booking, chase, checkin, clinic, docs, withdraw
 from sync.server.settings import ServerSettings, key_path, load_settings
 from sync.server.store import Clock, ServerStore
 
@@ -98,6 +98,7 @@ def build_app(
         attendee.router,
         withdraw.router,
         booking.router,
+        checkin.router,
         *([docs.router] if settings.docs else []),
     ]
     for router in routers:

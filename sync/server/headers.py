@@ -12,7 +12,7 @@ import hashlib
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sync.server import landing, withdraw_pages
+from sync.server import checkin_pages, landing, withdraw_pages
 
 ATTENDEE_PREFIX = "/r/"
 CLINIC_PREFIX = "/clinic"
@@ -25,7 +25,7 @@ CLINIC_CSP = (
 
 def _style_source() -> str:
     hashes = []
-    for style in (landing.STYLE, withdraw_pages.STYLE):
+    for style in (landing.STYLE, withdraw_pages.STYLE, checkin_pages.STYLE):
         digest = hashlib.sha256(style.encode()).digest()
         hashes.append(f"'sha256-{base64.b64encode(digest).decode()}'")
     return " ".join(hashes)

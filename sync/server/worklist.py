@@ -23,7 +23,7 @@ from sqlalchemy import text
 
 from forms.engine import fill
 from sync.bodies import age_band as ten_year_band
-from sync.server import visit_facts
+from sync.server import followups, visit_facts
 from sync.server.store import ServerStore, iso
 from sync.server.visit_facts import parse_time as parse_time
 
@@ -89,10 +89,22 @@ class State:
     decision: str | None = None
     escalation_arranged_at: datetime | None = None
     closed_reason: str | None = None
+    # When the latest decision or closure was logged.
+    settled_at: datetime | None = None
 
     @property
     def open(self) -> bool:
         return self.decision is None and self.closed_reason is None
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A warning sign answered yes at a follow-up: the referral's current response for
+    ``window``, given ``at``, to be acted on by ``due``."""
+
+    window: str
+    at: datetime
+    due: datetime
 
 
 @dataclass(frozen=True)
@@ -111,10 +123,29 @@ class Row:
     callback: tuple[datetime, datetime] | None
     phone: str | None
     state: State = field(default_factory=State)
+    alert: Alert | None = None
+
+    @property
+    def alerting(self) -> bool:
+        """A follow-up warning sign no decision or closure has followed yet (one logged at
+        the very same moment is not known to have seen it)."""
+        alert, settled = self.alert, self.state.settled_at
+        return alert is not None and (settled is None or settled <= alert.at)
+
+    @property
+    def open(self) -> bool:
+        """Needs contact: never decided or closed, or re-opened by a follow-up warning."""
+        return self.state.open or self.alerting
+
+    @property
+    def flag(self) -> str | None:
+        if not self.alerting or self.alert is None:
+            return None
+        return f"warning sign at follow-up ({followups.week_label(self.alert.window)})"
 
     @property
     def tier(self) -> int:
-        return LEVELS.index(self.level)
+        return 0 if self.alerting else LEVELS.index(self.level)
 
     def breached(self, now: datetime) -> bool:
         return now > self.deadline
@@ -125,6 +156,7 @@ class Row:
             "code": self.code,
             "level": self.level,
             "level_name": LEVEL_NAMES[self.level],
+            "flag": self.flag,
             "rules": list(self.rules),
             "age_band": self.age_band,
             "language": self.language,
@@ -494,6 +526,16 @@ def _callbacks(
         }
 
 
+def _alerts(
+    store: ServerStore, deadlines: Deadlines, kit_id: str | None = None, code: str | None = None
+) -> dict[tuple[str, str], Alert]:
+    """Each referral's latest current follow-up with a warning sign answered yes."""
+    return {
+        ref: Alert(window, at, at + deadlines.emergency)
+        for ref, (window, at) in followups.warnings(store, kit_id, code).items()
+    }
+
+
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
@@ -508,6 +550,7 @@ def _utc(value: str) -> datetime:
 def derive(events: Iterable[Event]) -> State:
     """The referral's state now, from its log in order."""
     attempts, last, first, decision, arranged, closed = 0, None, None, None, None, None
+    settled = None
     for e in events:
         if e.kind == "attempt":
             attempts += 1
@@ -517,9 +560,11 @@ def derive(events: Iterable[Event]) -> State:
         elif e.kind == "decision":
             decision = str(e.data.get("decision"))
             arranged = parse_time(e.data.get("escalation_arranged_at"))
+            settled = e.recorded_at
         elif e.kind == "closure":
             closed = str(e.data.get("reason"))
-    return State(attempts, last, first, decision, arranged, closed)
+            settled = e.recorded_at
+    return State(attempts, last, first, decision, arranged, closed, settled)
 
 
 def _row(
@@ -529,6 +574,7 @@ def _row(
     callback: tuple[datetime, datetime] | None,
     events: list[Event],
     deadlines: Deadlines,
+    alert: Alert | None = None,
 ) -> Row | None:
     facts = visit.facts
     if facts is None:
@@ -541,7 +587,7 @@ def _row(
         or facts.void
         or not consent.get("c2", False)
         or level not in LEVELS
-        or (level == "self_care" and callback is None)
+        or (level == "self_care" and callback is None and alert is None)
     ):
         return None
     received = _utc(visit.first_received)
@@ -552,12 +598,14 @@ def _row(
         deadline = visit_at + deadlines.urgent
     elif level == "routine":
         deadline = visit_at + deadlines.routine
-    else:
-        assert callback is not None
+    elif callback is not None:
         deadline = callback[1]
+    else:
+        assert alert is not None
+        deadline = alert.due
     if callback is not None and level in ("urgent", "routine"):
         deadline = min(deadline, callback[1])
-    return Row(
+    row = Row(
         kit_id=visit.kit_id,
         code=visit.code,
         level=level,
@@ -572,7 +620,10 @@ def _row(
         callback=callback,
         phone=facts.phone if consent.get("c3", False) else None,
         state=derive(events) if events else _EMPTY,
+        alert=alert,
     )
+    # A follow-up warning is due as an emergency is, from the response.
+    return replace(row, deadline=alert.due) if alert is not None and row.alerting else row
 
 
 _EMPTY = State()
@@ -594,12 +645,13 @@ class Filters:
 
 
 def order_key(row: Row) -> tuple[int, datetime, datetime, str, str]:
+    # A follow-up warning's deadline is its own (set in _row), so it sorts among emergencies.
     return (row.tier, row.deadline, row.visit_at, row.kit_id, row.code)
 
 
 def _data_version(store: ServerStore) -> tuple[Any, ...]:
     """Changes whenever anything the worklist is made from changes: a record arrives or is
-    scrubbed, an event is logged, a call-back is requested."""
+    scrubbed, an event is logged, a call-back is requested, a follow-up is answered."""
     with store.engine.connect() as conn:
         row = conn.execute(
             text(
@@ -608,7 +660,9 @@ def _data_version(store: ServerStore) -> tuple[Any, ...]:
                 "(SELECT MAX(id) FROM referral_event), (SELECT COUNT(*) FROM referral_event), "
                 "(SELECT MAX(id) FROM callback_request), "
                 "(SELECT COUNT(*) FROM callback_request WHERE cancelled_at IS NOT NULL), "
-                "(SELECT COUNT(*) FROM withdrawal)"
+                "(SELECT COUNT(*) FROM withdrawal), "
+                "(SELECT MAX(id) FROM followup_response), "
+                "(SELECT COUNT(*) FROM followup_response WHERE superseded_at IS NOT NULL)"
             )
         ).one()
     return tuple(row)
@@ -670,7 +724,7 @@ def _with_new_events(
         ref = (row.kit_id, row.code)
         if ref in touched:
             row = replace(row, state=derive(_events(store, *ref).get(ref, [])))
-            if not row.state.open:
+            if not row.open:
                 continue
         out.append(row)
     return out
@@ -681,6 +735,7 @@ def _worklist(store: ServerStore, deadlines: Deadlines) -> list[Row]:
     withdrawn = _withdrawn(store)
     callbacks = _callbacks(store)
     events = _events(store)
+    alerts = _alerts(store, deadlines)
     rows = []
     for visit in _visits(store):
         key = (visit.kit_id, visit.visit_id)
@@ -692,8 +747,9 @@ def _worklist(store: ServerStore, deadlines: Deadlines) -> list[Row]:
             callbacks.get(ref),
             events.get(ref, []),
             deadlines,
+            alerts.get(ref),
         )
-        if row is not None and row.state.open:
+        if row is not None and row.open:
             rows.append(row)
     return sorted(rows, key=order_key)
 
@@ -715,7 +771,8 @@ def referral(store: ServerStore, deadlines: Deadlines, kit_id: str, code: str) -
     events = _events(store, kit_id, code).get((kit_id, code), [])
     callback = _callbacks(store, kit_id, code).get((kit_id, code))
     consent = _consents(store, kit_id, visit.visit_id).get(key, {})
-    row = _row(visit, consent, withdrawn, callback, events, deadlines)
+    alert = _alerts(store, deadlines, kit_id, code).get((kit_id, code))
+    row = _row(visit, consent, withdrawn, callback, events, deadlines, alert)
     if row is None:
         return None
     return Detail(row, events)

@@ -24,6 +24,7 @@ from sync.bodies import BODY_VERSION, Booth, Contact, visit_body
 from sync.records import make_record
 from sync.server.accounts import Accounts
 from sync.server.app import build_app
+from sync.server.codes import CodeRules
 from sync.server.settings import ServerSettings
 from tests.sync.live_server import EnrolledKit, LiveServer, ingest
 
@@ -56,12 +57,16 @@ class Clinic:
 
 
 @contextmanager
-def run_clinic(db_url: str, **settings: Any) -> Iterator[Clinic]:
+def run_clinic(
+    db_url: str, *, code_rules: CodeRules | None = None, **settings: Any
+) -> Iterator[Clinic]:
     clock = SetClock()
     if not db_url.startswith("sqlite"):
         name = hashlib.sha256(db_url.encode()).hexdigest()[:16]
         settings.setdefault("key_file", str(Path(tempfile.gettempdir()) / "popup-kit-keys" / name))
-    app = build_app(ServerSettings(database_url=db_url, **settings), clock=clock)
+    app = build_app(
+        ServerSettings(database_url=db_url, **settings), clock=clock, code_rules=code_rules
+    )
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))

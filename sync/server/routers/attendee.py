@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
-from sync.server import booking_pages, landing
+from sync.server import booking_pages, checkin_pages, followups, landing
 from sync.server.bookings import Bookings
 from sync.server.codes import CodeRules, check_code
 from sync.server.deps import Calls, Limits, Rules, Settings, Store
@@ -55,6 +55,7 @@ def referral(
     page, state = _landing(store, rules, limits, code, s, language, settings.emergency_number)
     if page is not None and state is not None and s is not None and page.status == 200:
         page = _with_call(page, calls, state, s, settings)
+        page = _with_checkin(page, store, state, s, settings)
     if page is None:
         return _too_many(language, settings.emergency_number, limits.code.retry_after())
     return HTMLResponse(page.html, page.status)
@@ -92,6 +93,24 @@ def _with_call(
         booked=shown,
         callback=calls.callback(owner, code) is not None,
     )
+
+
+def _with_checkin(
+    page: landing.Page, store: ServerStore, state: SlipState, sig: str, settings: ServerSettings
+) -> landing.Page:
+    """The way to the follow-up check-in while one of its windows is open."""
+    found = state.referral
+    if state.withdrawn or found is None or found.void or not found.shared or found.level is None:
+        return page
+    intake = followups.intake(store, state.kit_id, state.code)
+    if intake is None:
+        return page
+    windows = followups.windows(settings.followup_windows)
+    window = followups.current(windows, intake.visit_at, store.clock())
+    if window is None:
+        return page
+    answered = followups.latest(store, state.kit_id, state.code, window.name) is not None
+    return checkin_pages.hook(page, state.code, sig, _lang_of(page), window.name, answered)
 
 
 def _lang_of(page: landing.Page) -> str:

@@ -343,7 +343,7 @@ async def add_event(
     detail = _detail(store, settings, kit_id, code)
     row = detail.row
     page = f"{PREFIX}/r/{row.kit_id}/{row.code}"
-    if not row.state.open and kind in ("decision", "closure"):
+    if not row.open and kind in ("decision", "closure"):
         return RedirectResponse(page + "?" + urlencode({"error": "already decided or closed"}), 303)
     zone = _zone(settings)
     data: dict[str, Any] = dict(form)

@@ -28,7 +28,15 @@
       var badge = document.createElement("span");
       badge.className = "badge " + r.level;
       badge.textContent = r.level_name;
-      cell(tr, "").appendChild(badge);
+      var what = cell(tr, "");
+      what.appendChild(badge);
+      if (r.flag) {
+        var flag = document.createElement("span");
+        flag.className = "badge emergency flag";
+        flag.textContent = r.flag;
+        what.appendChild(document.createTextNode(" "));
+        what.appendChild(flag);
+      }
       cell(tr, r.rules.join("; "), "why");
       cell(tr, r.age_band);
       cell(tr, r.language);
