@@ -719,6 +719,7 @@ class ServerStore:
                 {"k": kit_id, "c": code, "l": language, "t": now},
             )
             bookings.forget(conn, kit_id, code, now)
+            _forget_followups(conn, kit_id, code)
             visits = list(
                 conn.scalars(
                     text(
@@ -836,6 +837,7 @@ class ServerStore:
         ).all():
             bookings.forget(conn, kit_id, str(code), now)
             _forget_notes(conn, kit_id, str(code))
+            _forget_followups(conn, kit_id, str(code))
         conn.execute(
             text(
                 "INSERT INTO withdrawal (visit_id, kit_id, record_id, withdrawn_at) "
@@ -1162,6 +1164,14 @@ def _cut(prep: _Prepared, refused: frozenset[str]) -> _Prepared:
         withdrawal=prep.withdrawal,
         refused=prep.refused,
         params=params,
+    )
+
+
+def _forget_followups(conn: Connection, kit_id: str, code: str) -> None:
+    """A withdrawal removes the follow-up answers, as it removes the visit's."""
+    conn.execute(
+        text("DELETE FROM followup_response WHERE kit_id = :k AND referral_code = :c"),
+        {"k": kit_id, "c": code},
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,7 +32,7 @@ from tests.sync.clinic_support import (
     send,
     sign_in,
 )
-from tests.sync.live_server import EnrolledKit, PlainCodes, enroll_kit
+from tests.sync.live_server import EnrolledKit, PlainCodes, enroll_kit, withdrawal_record
 
 CODES = PlainCodes()
 EN, ES = TEXTS["en"], TEXTS["es"]
@@ -458,3 +459,43 @@ def test_a_withdrawn_referrals_warning_leaves_the_worklist(clinic: Clinic) -> No
     )
     assert done.status_code == 200
     assert _worklist(web, clinic) == []
+    # The answers go with the withdrawal, as the visit's do.
+    assert _rows(clinic, kit.kit_id, code) == []
+
+
+def test_a_withdrawal_at_the_booth_removes_the_follow_up_answers(clinic: Clinic) -> None:
+    kit = enroll_kit(clinic.live)
+    clinic.clock.now = VISIT + 12 * DAY
+    code = CODES.new_code()
+    records = referral_records(kit.kit_id, code, visit_at=VISIT, answers=LEG)
+    send(clinic, kit, records)
+    kept = _referral(clinic, kit)
+    for slip in (code, kept):
+        assert _post(clinic, slip, _sig(kit, slip), CALM).status_code == 200
+    send(clinic, kit, [withdrawal_record(kit.kit_id, records[1]["body"]["visit_id"])])
+    assert _rows(clinic, kit.kit_id, code) == []
+    assert len(_rows(clinic, kit.kit_id, kept)) == 1
+
+
+def test_resubmissions_at_once_leave_one_current_response(clinic: Clinic) -> None:
+    kit = enroll_kit(clinic.live)
+    clinic.clock.now = VISIT + 12 * DAY
+    code = _referral(clinic, kit)
+    answers, errors = followups.parse(CALM, followups.Intake(VISIT, True, False))
+    assert errors == []
+    failures: list[BaseException] = []
+
+    def answer() -> None:
+        try:
+            followups.submit(clinic.live.store, kit.kit_id, code, "w2", answers)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=answer) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    rows = _rows(clinic, kit.kit_id, code)
+    assert len(rows) == 8 and [r[4] for r in rows].count(None) == 1
