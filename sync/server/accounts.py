@@ -54,6 +54,12 @@ def name_problem(name: str) -> str:
     )
 
 
+# PostgreSQL: sign-in attempts are counted and recorded one transaction at a time.
+_SIGNIN_LOCK = 84700011
+# Expired attempts removed per sign-in: enough to keep up, never a long delete.
+PRUNE_PER_SIGNIN = 50
+
+
 @dataclass(frozen=True)
 class Policy:
     """How long a session may sit idle, and how many failed sign-ins are allowed."""
@@ -234,9 +240,57 @@ class Accounts:
         """A new session for ``name`` (a fresh id: the one from before sign-in is ended, so
         no one can plant a session id and wait). Refused past the attempt limits."""
         now = self._now()
-        since = iso(now - self.policy.lockout)
         name = name[:64]
+        attempt = self._reserve_attempt(name, address, now)
+        if attempt is None:
+            minutes = round(self.policy.lockout / timedelta(minutes=1))
+            event("signin_refused", reason="attempt_limit")
+            raise SignInRefused(
+                f"too many failed sign-ins; wait {minutes} minutes or ask a coordinator"
+            )
         with self.store.engine.connect() as conn:
+            row = conn.execute(
+                text(
+                    "SELECT role, created_at, disabled_at, password_hash FROM staff_user "
+                    "WHERE name = :n"
+                ),
+                {"n": name},
+            ).first()
+        ok = self._verify(row[3] if row is not None else None, password)
+        ok = ok and row is not None and row[2] is None
+        session = None
+        if ok:
+            assert row is not None
+            with self._write() as conn, conn.begin():
+                conn.execute(text("UPDATE signin_attempt SET ok = 1 WHERE id = :i"), {"i": attempt})
+                if previous:
+                    conn.execute(
+                        text("DELETE FROM staff_session WHERE id_hash = :h"),
+                        {"h": _digest(previous)},
+                    )
+                session = self._new_session(User(name, row[0], row[1], False), conn)
+        if session is None:
+            event("signin_refused", reason="credentials")
+            raise SignInRefused("wrong name or password, or the account is disabled")
+        self.audit(session.user, "sign_in", None, None, "")
+        return session
+
+    def _reserve_attempt(self, name: str, address: str, now: datetime) -> int | None:
+        """Count the failures and record this attempt (as failed until the password is
+        checked) in one transaction, one sign-in at a time: two attempts at the limit
+        cannot both pass. Attempts older than the lockout window go, a bounded few each
+        time. None: over a limit."""
+        since = iso(now - self.policy.lockout)
+        with self._write() as conn, conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SIGNIN_LOCK})
+            conn.execute(
+                text(
+                    "DELETE FROM signin_attempt WHERE id IN (SELECT id FROM signin_attempt "
+                    "WHERE at <= :s ORDER BY id LIMIT :m)"
+                ),
+                {"s": since, "m": PRUNE_PER_SIGNIN},
+            )
             by_account = conn.execute(
                 text(
                     "SELECT COUNT(*) FROM signin_attempt WHERE user_name = :n AND ok = 0 "
@@ -251,46 +305,19 @@ class Accounts:
                 ),
                 {"a": address, "s": since},
             ).scalar_one()
-            row = conn.execute(
-                text(
-                    "SELECT role, created_at, disabled_at, password_hash FROM staff_user "
-                    "WHERE name = :n"
-                ),
-                {"n": name},
-            ).first()
-        minutes = round(self.policy.lockout / timedelta(minutes=1))
-        if by_account >= self.policy.failures_per_account or (
-            by_address >= self.policy.failures_per_address
-        ):
-            event("signin_refused", reason="attempt_limit")
-            raise SignInRefused(
-                f"too many failed sign-ins; wait {minutes} minutes or ask a coordinator"
+            if by_account >= self.policy.failures_per_account or (
+                by_address >= self.policy.failures_per_address
+            ):
+                return None
+            return int(
+                conn.execute(
+                    text(
+                        "INSERT INTO signin_attempt (at, user_name, address, ok) "
+                        "VALUES (:t, :n, :a, 0) RETURNING id"
+                    ),
+                    {"t": iso(now), "n": name, "a": address},
+                ).scalar_one()
             )
-        ok = self._verify(row[3] if row is not None else None, password)
-        ok = ok and row is not None and row[2] is None
-        with self._write() as conn, conn.begin():
-            conn.execute(
-                text(
-                    "INSERT INTO signin_attempt (at, user_name, address, ok) "
-                    "VALUES (:t, :n, :a, :o)"
-                ),
-                {"t": iso(now), "n": name, "a": address, "o": 1 if ok else 0},
-            )
-            if not ok:
-                session = None
-            else:
-                assert row is not None
-                if previous:
-                    conn.execute(
-                        text("DELETE FROM staff_session WHERE id_hash = :h"),
-                        {"h": _digest(previous)},
-                    )
-                session = self._new_session(User(name, row[0], row[1], False), conn)
-        if session is None:
-            event("signin_refused", reason="credentials")
-            raise SignInRefused("wrong name or password, or the account is disabled")
-        self.audit(session.user, "sign_in", None, None, "")
-        return session
 
     def _verify(self, stored: str | None, password: str) -> bool:
         try:

@@ -409,9 +409,35 @@ class ServerStore:
                 out.append(self._store(conn, kit, r, held, cuts, pending))
                 if r.visit_id is not None and r.refused:
                     refused[r.visit_id] = refused.get(r.visit_id, frozenset()) | r.refused
+            self._unbook_unshared(conn, kit.kit_id, prepared, refused, cuts)
         if cuts:
             self.checkpoint()
         return out
+
+    def _unbook_unshared(
+        self,
+        conn: Connection,
+        kit_id: str,
+        batch: list[_Prepared],
+        refused: dict[str, frozenset[str]],
+        cuts: list[str],
+    ) -> None:
+        """C2 refused: the centre may not call, so a call-back request or booking made on
+        the slip's page (perhaps before the visit arrived) is cancelled and its phone erased."""
+        codes: set[str] = set()
+        for r in batch:
+            if r.visit_id is None or "c2" not in refused.get(r.visit_id, frozenset()):
+                continue
+            if r.env.record_type == "visit" and r.code is not None:
+                codes.add(r.code)
+            elif r.env.record_type == "consent":
+                code = self._visit_code(conn, kit_id, r.visit_id)
+                if code is not None:
+                    codes.add(code)
+        for code in sorted(codes):
+            with self._writers, conn.begin():
+                bookings.forget(conn, kit_id, code, iso(self.clock()))
+            cuts.append(code)
 
     def checkpoint(self) -> None:
         """After a scrub: the SQLite WAL moved into the main file and truncated, so the

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from sync.server.booking_pages import TEXTS
 from sync.server.bookings import Bookings, Slot, by_priority
+from sync.server.worklist import Deadlines, worklist
 from tests.sync.live_server import (
     EnrolledKit,
     LiveServer,
@@ -511,6 +512,63 @@ def test_call_back_before_the_visit_arrives_is_held_then_placed_by_level(
     ingest(centre, kit, [consent_record(kit.kit_id, visit["body"]["visit_id"]), visit])
     placed = by_priority(calls.open_callbacks(), level)
     assert [(r[0], r[2]) for r in placed] == [("urgent", early), ("routine", later)]
+
+
+@pytest.mark.parametrize("refusal", ["before", "with", "after"])
+def test_a_held_call_back_is_dropped_and_its_phone_erased_when_c2_is_refused(
+    centre: LiveServer, refusal: str
+) -> None:
+    kit = enroll_kit(centre)
+    early, other = CODES.new_code(), CODES.new_code()
+    for code in (early, other):
+        answer = _post(
+            centre,
+            code,
+            _sig(kit, code),
+            "callback",
+            window="2026-11-25|morning",
+            phone=f"+44 20 7946 {'0577' if code == early else '0688'}",
+        )
+        assert answer.status_code == 303
+    visit = visit_record(kit.kit_id, code=early, triage="urgent", contact=CONTACT)
+    visit_id = visit["body"]["visit_id"]
+    refused = consent_record(kit.kit_id, visit_id, c2=False)
+    if refusal == "before":  # the refusing consent held first, the visit later
+        ingest(centre, kit, [refused]).raise_for_status()
+        ingest(centre, kit, [visit]).raise_for_status()
+    elif refusal == "with":
+        ingest(centre, kit, [refused, visit]).raise_for_status()
+    else:  # a visit shared at first, then C2 withdrawn by a consent change
+        granted = consent_record(kit.kit_id, visit_id)
+        ingest(centre, kit, [granted, visit]).raise_for_status()
+        assert {cb[1] for cb in _calls(centre).open_callbacks()} == {early, other}
+        ingest(centre, kit, [refused]).raise_for_status()
+    later = visit_record(kit.kit_id, code=other, triage="routine", contact=None)
+    ingest(centre, kit, [consent_record(kit.kit_id, later["body"]["visit_id"]), later])
+    assert {cb[1] for cb in _calls(centre).open_callbacks()} == {other}
+    listed = worklist(centre.store, Deadlines())
+    assert [r.code for r in listed] == [other]
+    assert _rows(
+        centre,
+        "SELECT phone, cancelled_at IS NOT NULL FROM callback_request WHERE referral_code = :c",
+        c=early,
+    ) == [(None, True)]
+    assert _rows(
+        centre, "SELECT phone FROM callback_request WHERE referral_code = :c", c=other
+    ) == [("+44 20 7946 0688",)]
+    assert "You asked for a call-back" not in _text(_page(centre, kit, early))
+    if centre.db_url.startswith("sqlite"):
+        folder = Path(centre.db_url.removeprefix("sqlite:///")).parent
+        stored = b"".join(p.read_bytes() for p in folder.glob("server.sqlite3*"))
+        assert b"7946 0577" not in stored and b"7946 0688" in stored
+    else:
+        with centre.store.engine.connect() as conn:
+            dump = " ".join(
+                str(row)
+                for table in ("callback_request", "call_booking", "record")
+                for row in conn.execute(text(f"SELECT * FROM {table}"))
+            )
+        assert "7946 0577" not in dump and "7946 0688" in dump
 
 
 def test_pages_in_the_slips_language(centre: LiveServer) -> None:
