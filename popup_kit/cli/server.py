@@ -145,6 +145,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     kpi.add_argument("--at", metavar="TIME", help="as the figures stood at this ISO 8601 time")
     kpi.add_argument("--json", action="store_true", help="print one JSON object per KPI")
 
+    reminders = _server_command(
+        commands,
+        "reminders",
+        "Send the follow-up reminders due now by SMS (C2 and C3, window open, no response "
+        "yet); at most one per referral and window, so it is safe to run from cron. Exits "
+        "non-zero when the gateway failed.",
+        _reminders,
+    )
+    reminders.add_argument("--at", metavar="TIME", help="as if it were this ISO 8601 time")
+    reminders.add_argument(
+        "--dry-run", action="store_true", help="count what would be sent; send nothing"
+    )
+    reminders.add_argument("--json", action="store_true", help="print the counts as JSON")
+
     slots = commands.add_parser(
         "slots", help="Publish and list call slots.", description="Publish and list call slots."
     )
@@ -388,6 +402,48 @@ def _kpis(args: argparse.Namespace) -> int:
         return 0
     for line in kpis.text_lines(found):
         print(line)
+    return 0
+
+
+def _reminders(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from sync.server import reminders
+
+    now = None
+    if args.at:
+        try:
+            now = datetime.fromisoformat(args.at)
+        except ValueError as exc:
+            raise CommandError(f"--at {args.at!r} is not an ISO 8601 time", 2) from exc
+        if now.tzinfo is None:
+            raise CommandError("--at needs its offset or Z", 2)
+    settings = _settings(args)
+    gateway = reminders.gateway_of(settings)
+    if gateway is None and not args.dry_run:
+        raise CommandError("reminders are off: set sms_webhook_url in server.toml", 2)
+    store = _open(args)
+    try:
+        counts = reminders.run(store, settings, gateway, now, dry_run=args.dry_run)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(counts.as_json()))
+    else:
+        line = (
+            f"sent {counts.sent}, failed {counts.failed}, to retry {counts.retry}, "
+            f"skipped (no SMS number) {counts.skipped}"
+        )
+        if args.dry_run:
+            line = f"dry run: would send {len(counts.would_send)}, " + line
+        print(line)
+    if counts.gateway_failed:
+        print(
+            f"error: the SMS gateway failed {counts.failed + counts.retry} time(s); "
+            "see the server's events",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -6,9 +6,10 @@ captive portal.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI, Request
 from fastapi.dependencies.models import Dependant
@@ -17,7 +18,7 @@ from fastapi.routing import APIRoute
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from sync import protocol as p
-from sync.server import errors, keys
+from sync.server import errors, keys, reminders
 from sync.server.bookings import Bookings
 from sync.server.codes import CodeRules, default_rules
 from sync.server.deps import kit_auth
@@ -32,7 +33,7 @@ from sync.server.limits import (
     LandingLimits,
     TokenBuckets,
 )
-from sync.server.routers import api, attendee, booking, clinic, docs, withdraw
+from sync.server.routers import api, attendee, booking, chase, clinic, docs, withdraw
 from sync.server.settings import ServerSettings, key_path, load_settings
 from sync.server.store import Clock, ServerStore
 
@@ -58,7 +59,12 @@ def build_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        task = reminders.start(store, settings)
         yield
+        if task is not None:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
         store.close()
 
     app = FastAPI(
@@ -97,6 +103,7 @@ def build_app(
     for router in routers:
         app.include_router(router)
     clinic.install(app)
+    app.include_router(chase.router)
     app.add_middleware(ApiGzip, prefix=p.API_PREFIX)
     app.add_middleware(
         BodyIntake,

@@ -20,7 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 CONFIG_ENV = "POPUP_KIT_SERVER_CONFIG"
 # Environment variables that override a key of the file (secrets and the database).
-ENV_OVERRIDES = {"POPUP_KIT_SERVER_DATABASE_URL": "database_url"}
+ENV_OVERRIDES = {
+    "POPUP_KIT_SERVER_DATABASE_URL": "database_url",
+    "POPUP_KIT_SERVER_SMS_TOKEN": "sms_webhook_token",
+}
 
 
 class ConfigError(Exception):
@@ -93,6 +96,27 @@ class ServerSettings(BaseModel):
     )
     booking_days: int = Field(
         default=14, ge=1, le=90, description="how far ahead a routine referral sees slots"
+    )
+    sms_webhook_url: str = Field(
+        default="", description="the SMS gateway's webhook (POST JSON); empty: reminders off"
+    )
+    sms_webhook_token: str = Field(
+        default="", description="sent to the gateway as a Bearer token (or the environment)"
+    )
+    sms_sender: str = Field(
+        default="popup-kit", description="the sender name or number the SMS shows"
+    )
+    sms_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=120, description="how long one gateway request may take"
+    )
+    sms_max_attempts: int = Field(
+        default=5, ge=1, le=50, description="tries of one reminder before it counts as failed"
+    )
+    reminders_every_minutes: float = Field(
+        default=0.0, ge=0, description="the server sends due reminders this often; 0: off (cron)"
+    )
+    followup_chase_days: float = Field(
+        default=3.0, ge=0, description="days after a window opens before a non-responder is chased"
     )
 
     followup_windows: dict[str, tuple[int, int]] = Field(

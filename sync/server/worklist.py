@@ -14,7 +14,7 @@ import tomllib
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
@@ -119,7 +119,7 @@ class Row:
     def breached(self, now: datetime) -> bool:
         return now > self.deadline
 
-    def as_json(self, now: datetime) -> dict[str, Any]:
+    def as_json(self, now: datetime, zone: tzinfo = UTC) -> dict[str, Any]:
         return {
             "kit_id": self.kit_id,
             "code": self.code,
@@ -133,12 +133,14 @@ class Row:
             "visit_at": iso(self.visit_at),
             "since_visit": duration(now - self.visit_at),
             "deadline": iso(self.deadline),
-            "deadline_shown": shown(self.deadline),
+            "deadline_shown": shown(self.deadline, zone),
             "time_left": left(self.deadline - now),
             "breached": self.breached(now),
             "callback": None if self.callback is None else [iso(t) for t in self.callback],
             "callback_shown": (
-                None if self.callback is None else " to ".join(shown(t) for t in self.callback)
+                None
+                if self.callback is None
+                else " to ".join(shown(t, zone) for t in self.callback)
             ),
             "phone": self.phone,
             "attempts": self.state.attempts,
@@ -163,8 +165,9 @@ def left(span: timedelta) -> str:
     return duration(span)
 
 
-def shown(moment: datetime | None) -> str:
-    return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+def shown(moment: datetime | None, zone: tzinfo = UTC) -> str:
+    """The time in ``zone`` (the clinic's), labelled with the zone's abbreviation there."""
+    return "" if moment is None else moment.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
 
 
 @cache
@@ -579,13 +582,14 @@ _EMPTY = State()
 class Filters:
     booth: str = ""
     event: str = ""
-    day: str = ""  # YYYY-MM-DD of the visit, UTC
+    day: str = ""  # YYYY-MM-DD of the visit, in ``zone``
+    zone: tzinfo = UTC
 
     def keep(self, row: Row) -> bool:
         return (
             (not self.booth or row.booth == self.booth)
             and (not self.event or row.event == self.event)
-            and (not self.day or row.visit_at.astimezone(UTC).date().isoformat() == self.day)
+            and (not self.day or row.visit_at.astimezone(self.zone).date().isoformat() == self.day)
         )
 
 

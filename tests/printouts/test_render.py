@@ -166,6 +166,33 @@ def test_slip_text_has_code_advice_booth_date_and_warning_signs(
         assert host_and_path in text.replace(" ", "")  # the address to type, whole
 
 
+# What the page behind the code does (issue 9): urgent and routine book a call or ask for
+# a call-back; self-care reads the advice and may ask for a call-back.
+SCAN_WORDS = {
+    ("urgent", "en"): "Scan the code today to book a call or ask for a call-back within 24 hours.",
+    ("urgent", "es"): (
+        "Escanee el código hoy para reservar una llamada o pedir que le llamen en 24 horas."
+    ),
+    ("routine", "en"): "Scan the code to book a tele-triage call or ask for a call-back.",
+    ("routine", "es"): (
+        "Escanee el código para reservar una llamada de teletriaje o pedir que le llamen."
+    ),
+    ("self_care", "en"): "Scan the code for advice, or to ask for a call-back if you want one.",
+    ("self_care", "es"): (
+        "Escanee el código para recibir consejos, o para pedir que le llamen si lo desea."
+    ),
+}
+
+
+@pytest.mark.parametrize(("level", "language"), list(SCAN_WORDS))
+def test_the_slip_says_what_its_code_leads_to(
+    make_slip: MakeSlip, level: str, language: str
+) -> None:
+    text = flat(pdf_text(render_slip(make_slip(level=level, language=language), "receipt80")))
+    assert flat(SCAN_WORDS[level, language]) in text
+    assert "priority call" not in text and "llamada prioritaria" not in text
+
+
 def test_advice_only_slip_has_no_qr(make_slip: MakeSlip) -> None:
     data = make_slip(level="consent_refused", code="")
     (page,) = rasterise(render_slip(data, "receipt80"))

@@ -134,6 +134,7 @@ def referral_records(
     event: str = "",
     booth: str | None = None,
     answers: dict[str, Any] | None = None,
+    language: str = "en",
 ) -> list[dict[str, Any]]:
     """A visit and its consent, as a kit sends them (typed bodies, cut to the consent)."""
     visit_id = str(uuid.uuid4())
@@ -149,7 +150,7 @@ def referral_records(
         visit_created_at=stamp,
         created_at=stamp,
         volunteer="Ana",
-        language="en",
+        language=language,
         answers=answers or {"age_years": age, "leg_pain_side": "unilateral", "pain_nrs": 6},
         outcome={"triage": level, "rules": list(rules), "ruleset_version": "2026.11-1"},
         forms_version="2026.1",

@@ -112,8 +112,8 @@ def test_clinician_works_a_referral_in_chromium(sqlite_url: str, tmp_path: Path)
             page.get_by_role("button", name="Record decision").click()
             page.wait_for_load_state()
             facts = page.locator(".facts").inner_text()
-            assert "Urgent imaging, arranged 2026-11-23 12:10 UTC" in facts
-            assert "First contact\n2026-11-23 12:15 UTC" in facts
+            assert "Urgent imaging, arranged 2026-11-23 12:10 GMT" in facts
+            assert "First contact\n2026-11-23 12:15 GMT" in facts
             page.screenshot(path=str(shots / "05-escalated.png"), full_page=True)
 
             page.get_by_role("link", name="← Worklist").click()

@@ -8,7 +8,7 @@ referral's details and each change is written to the access audit.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlencode
@@ -118,6 +118,26 @@ def _page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
     return HTMLResponse(templates.get_template(name).render(**context), status)
 
 
+def _zone(settings: ServerSettings) -> ZoneInfo:
+    return ZoneInfo(settings.clinic_timezone)
+
+
+def _in_zone(zone: ZoneInfo) -> dict[str, Any]:
+    """What a page needs to show its times in the clinic's zone, labelled with it."""
+    return {"zone": zone.key, "shown": lambda moment: wl.shown(moment, zone)}
+
+
+def _local_time(value: str | None, zone: ZoneInfo) -> str | None:
+    """A form's time: a browser's datetime-local (no offset) is the clinic's local time."""
+    if not value:
+        return value
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value  # refused further on as unreadable
+    return (moment if moment.tzinfo else moment.replace(tzinfo=zone)).isoformat()
+
+
 async def _form(request: Request) -> dict[str, str]:
     body = await request.body()
     if len(body) > _MAX_FORM:
@@ -185,14 +205,16 @@ async def signout(request: Request, accounts: AccountsDep) -> Response:
 # --- the worklist -----------------------------------------------------------------------
 
 
-def _filters(request: Request) -> wl.Filters:
+def _filters(request: Request, zone: ZoneInfo) -> wl.Filters:
     q = request.query_params
     day = q.get("day", "")[:10]
     try:
         datetime.strptime(day, "%Y-%m-%d")
     except ValueError:
         day = ""
-    return wl.Filters(booth=q.get("booth", "")[:80], event=q.get("event", "")[:200], day=day)
+    return wl.Filters(
+        booth=q.get("booth", "")[:80], event=q.get("event", "")[:200], day=day, zone=zone
+    )
 
 
 def _page_number(request: Request, rows: int) -> tuple[int, int]:
@@ -208,16 +230,18 @@ def worklist_page(
     request: Request, accounts: AccountsDep, settings: Settings, store: Store
 ) -> Response:
     session = _signed_in(request, accounts)
-    filters = _filters(request)
+    zone = _zone(settings)
+    filters = _filters(request, zone)
     now = store.clock()
     everything = wl.worklist(store, deadlines_of(settings))
     matching = [r for r in everything if filters.keep(r)]
     number, pages = _page_number(request, len(matching))
     rows = matching[(number - 1) * PAGE_ROWS : number * PAGE_ROWS]
-    chosen = {k: v for k, v in vars(filters).items() if v}
+    chosen = {k: v for k, v in vars(filters).items() if v and k != "zone"}
     accounts.audit(session.user, "view_worklist", None, None, {"rows": len(rows)})
     return _page(
         "worklist.html",
+        **_in_zone(zone),
         session=session,
         rows=rows,
         total=len(matching),
@@ -229,7 +253,7 @@ def worklist_page(
         filters=filters,
         booths=sorted({r.booth for r in everything}),
         events=sorted({r.event for r in everything if r.event}),
-        days=sorted({r.visit_at.astimezone(UTC).date().isoformat() for r in everything}),
+        days=sorted({r.visit_at.astimezone(zone).date().isoformat() for r in everything}),
         query=urlencode(chosen),
         page_query=urlencode({**chosen, **({"page": number} if number > 1 else {})}),
     )
@@ -241,18 +265,19 @@ def worklist_json(
 ) -> JSONResponse:
     _signed_in(request, accounts, json=True)
     now = store.clock()
+    zone = _zone(settings)
     # The page's own 30-second refresh: the page view it belongs to is in the audit.
-    matching = wl.worklist(store, deadlines_of(settings), _filters(request))
+    matching = wl.worklist(store, deadlines_of(settings), _filters(request, zone))
     number, pages = _page_number(request, len(matching))
     rows = matching[(number - 1) * PAGE_ROWS : number * PAGE_ROWS]
     return JSONResponse(
         {
-            "now": wl.shown(now),
+            "now": wl.shown(now, zone),
             "total": len(matching),
             "breached": sum(1 for r in matching if r.breached(now)),
             "page": number,
             "pages": pages,
-            "rows": [r.as_json(now) for r in rows],
+            "rows": [r.as_json(now, zone) for r in rows],
         },
         headers={"Cache-Control": "no-store"},
     )
@@ -286,6 +311,7 @@ def referral_page(
     accounts.audit(session.user, "view_referral", kit_id, code, "")
     return _page(
         "referral.html",
+        **_in_zone(_zone(settings)),
         session=session,
         row=detail.row,
         events=detail.events,
@@ -319,9 +345,12 @@ async def add_event(
     page = f"{PREFIX}/r/{row.kit_id}/{row.code}"
     if not row.state.open and kind in ("decision", "closure"):
         return RedirectResponse(page + "?" + urlencode({"error": "already decided or closed"}), 303)
+    zone = _zone(settings)
     data: dict[str, Any] = dict(form)
     data.pop("csrf", None)
-    at = wl.parse_time(form.get("at")) if form.get("at") else None
+    if data.get("escalation_arranged_at"):
+        data["escalation_arranged_at"] = _local_time(data["escalation_arranged_at"], zone)
+    at = wl.parse_time(_local_time(form.get("at"), zone)) if form.get("at") else None
     if form.get("at") and at is None:
         return RedirectResponse(page + "?" + urlencode({"error": "unreadable time"}), 303)
     try:
