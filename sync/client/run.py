@@ -13,13 +13,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine
 
 from sync import protocol as p
 from sync.client.config import Clock, SyncConfig, utc_now
 from sync.client.lock import lock_path, relay_lock
 from sync.client.transport import Failure, RequestFailed, Stopped, Transport, short
-from sync.outbox import SetAside, utc_iso
+from sync.outbox import Outbox, QueuedRow, SetAside, utc_iso
 
 if TYPE_CHECKING:
     import requests
@@ -98,11 +98,10 @@ class _Item:
     envelope: p.Envelope | None = None
 
 
-_ROW_COLUMNS = "id, record_id, record_type, visit_id, content_hash, payload"
-
-
-def _item(row: Any) -> tuple[_Item, str]:
-    return _Item(int(row[0]), row[1], row[2], row[3], row[4]), row[5]
+def _item(row: QueuedRow) -> tuple[_Item, str]:
+    return _Item(row.row_id, row.record_id, row.record_type, row.visit_id, row.content_hash), (
+        row.payload
+    )
 
 
 class SyncClient:
@@ -120,6 +119,7 @@ class SyncClient:
         self.credentials = credentials
         self.config = config or SyncConfig()
         self.clock = clock
+        self.outbox = Outbox(engine)
         self._lock_path = lock_path(engine)
         self.transport = Transport(credentials, self.config)
 
@@ -201,7 +201,7 @@ class SyncClient:
                 return summary
             failure: Failure | None = None
             try:
-                run.total = self._count_unsent()
+                run.total = self.outbox.count_unsent()
                 run.report()
                 self._settle_sent(run)
                 self._drain(run)
@@ -214,14 +214,6 @@ class SyncClient:
             self._finish(run, failure)
         return summary
 
-    def _count_unsent(self) -> int:
-        with self.engine.connect() as conn:
-            return int(
-                conn.execute(
-                    text("SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'sent')")
-                ).scalar_one()
-            )
-
     def _check(self, run: _Run) -> None:
         if run.stop.is_set() or time.monotonic() >= run.deadline:
             raise Stopped
@@ -231,14 +223,7 @@ class SyncClient:
         after = 0
         while True:
             self._check(run)
-            with self.engine.connect() as conn:
-                rows = conn.execute(
-                    text(
-                        f"SELECT {_ROW_COLUMNS} FROM outbox WHERE state = 'sent' AND id > :a "
-                        "ORDER BY id LIMIT :n"
-                    ),
-                    {"a": after, "n": p.MAX_HAVE},
-                ).all()
+            rows = self.outbox.rows("sent", after=after, limit=p.MAX_HAVE)
             if not rows:
                 return
             items = [_item(r)[0] for r in rows]
@@ -249,14 +234,7 @@ class SyncClient:
         after = 0
         while True:
             self._check(run)
-            with self.engine.connect() as conn:
-                rows = conn.execute(
-                    text(
-                        f"SELECT {_ROW_COLUMNS} FROM outbox WHERE state = 'pending' AND id > :a "
-                        "ORDER BY id LIMIT :n"
-                    ),
-                    {"a": after, "n": self.config.batch_size},
-                ).all()
+            rows = self.outbox.rows("pending", after=after, limit=self.config.batch_size)
             if not rows:
                 return
             batch: list[_Item] = []
@@ -284,15 +262,7 @@ class SyncClient:
             run.report()
 
     def _mark_sent(self, batch: list[_Item]) -> None:
-        now = utc_iso(self.clock())
-        with self._write() as conn, conn.begin():
-            conn.execute(
-                text(
-                    "UPDATE outbox SET state = 'sent', attempts = attempts + 1, sent_at = :t "
-                    "WHERE id = :i AND state = 'pending'"
-                ),
-                [{"t": now, "i": item.row_id} for item in batch],
-            )
+        self.outbox.mark_sent([item.row_id for item in batch], now=self.clock())
 
     def _deliver(self, run: _Run, batch: list[_Item]) -> None:
         """Send a batch until every record has its answer; split it around a record the
@@ -346,13 +316,7 @@ class SyncClient:
 
     def _unsend(self, items: list[_Item]) -> None:
         """Rows that surely never reached the server go back to the queue as they were."""
-        if not items:
-            return
-        with self._write() as conn, conn.begin():
-            conn.execute(
-                text("UPDATE outbox SET state = 'pending' WHERE id = :i AND state = 'sent'"),
-                [{"i": item.row_id} for item in items],
-            )
+        self.outbox.unsend([item.row_id for item in items])
 
     def _apply_results(
         self, run: _Run, left: dict[str, _Item], response: requests.Response
@@ -435,7 +399,7 @@ class SyncClient:
     # --- row state changes (inside the caller's transaction) ------------------------
 
     def _write(self) -> Connection:
-        return self.engine.connect().execution_options(sqlite_immediate=True)
+        return self.outbox.writing()
 
     def _confirm(
         self, conn: Connection, run: _Run, confirmed: list[tuple[_Item, p.Receipt, bool]]
@@ -443,17 +407,10 @@ class SyncClient:
         """Rows whose receipt verified become confirmed, the receipt kept with them."""
         if not confirmed:
             return
-        now = utc_iso(self.clock())
-        conn.execute(
-            text(
-                "UPDATE outbox SET state = 'confirmed', confirmed_at = :t, receipt = :r, "
-                "last_error = NULL, next_attempt_at = NULL "
-                "WHERE id = :i AND state IN ('pending', 'sent')"
-            ),
-            [
-                {"t": now, "r": receipt.model_dump_json(), "i": item.row_id}
-                for item, receipt, _already in confirmed
-            ],
+        self.outbox.confirm(
+            conn,
+            [(item.row_id, receipt.model_dump_json()) for item, receipt, _ in confirmed],
+            now=self.clock(),
         )
         # The relay lock makes this run the only one moving these rows.
         run.summary.confirmed += len(confirmed)
@@ -465,27 +422,14 @@ class SyncClient:
             "the server's receipt did not verify with this kit's receipt key; the record "
             "stays unsent: ask the coordinator (the kit may need enrolling again)"
         )
-        conn.execute(
-            text(
-                "UPDATE outbox SET state = 'pending', last_error = :e "
-                "WHERE id = :i AND state IN ('pending', 'sent')"
-            ),
-            {"e": reason, "i": item.row_id},
-        )
+        self.outbox.back_to_pending(conn, item.row_id, reason)
         run.note(Failure("permanent", reason))
 
     def _set_aside(
         self, conn: Connection, run: _Run, item: _Item, reason: str, *, conflict: bool
     ) -> None:
         words = f"conflict: {reason}" if conflict else reason
-        done = conn.execute(
-            text(
-                "UPDATE outbox SET state = 'set_aside', last_error = :e, next_attempt_at = NULL "
-                "WHERE id = :i AND state IN ('pending', 'sent')"
-            ),
-            {"e": words, "i": item.row_id},
-        )
-        if done.rowcount:
+        if self.outbox.set_aside(conn, item.row_id, words):
             entry = SetAside(item.record_id, item.record_type, item.visit_id, reason)
             (run.summary.conflicts if conflict else run.summary.set_aside).append(entry)
             run.done += 1
@@ -504,19 +448,12 @@ class SyncClient:
             )
             failure = Failure("transient", words)
         now = self.clock()
-        unsent = self._count_unsent()
+        unsent = self.outbox.count_unsent()
         if unsent and failure is not None:
             wait = max(failure.retry_after or 0.0, self.config.retry_interval)
             summary.last_error = failure.reason
             summary.next_attempt_at = now + timedelta(seconds=wait)
-            with self._write() as conn, conn.begin():
-                conn.execute(
-                    text(
-                        "UPDATE outbox SET last_error = :e, next_attempt_at = :n "
-                        "WHERE state IN ('pending', 'sent')"
-                    ),
-                    {"e": failure.reason, "n": utc_iso(summary.next_attempt_at)},
-                )
+            self.outbox.note_failure(failure.reason, next_attempt_at=summary.next_attempt_at)
         elif failure is not None and failure.kind == "permanent":
             summary.last_error = failure.reason
         self._totals(summary)
@@ -524,16 +461,7 @@ class SyncClient:
         run.report()
 
     def _totals(self, summary: SyncSummary) -> None:
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                text(
-                    "SELECT state, COUNT(*) FROM outbox "
-                    "WHERE state IN ('pending', 'sent', 'set_aside') GROUP BY state"
-                )
-            ).all()
-        counts: dict[str, int] = {str(state): int(n) for state, n in rows}
-        summary.still_unsent = counts.get("pending", 0) + counts.get("sent", 0)
-        summary.set_aside_total = counts.get("set_aside", 0)
+        summary.still_unsent, summary.set_aside_total = self.outbox.totals()
 
 
 @dataclass
