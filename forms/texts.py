@@ -28,12 +28,18 @@ def _lines(value: Any, language: str) -> list[str]:
     return []
 
 
-def outcome_text(level: str, language: str, **values: Any) -> tuple[str, str, list[str]]:
+def outcome_text(
+    level: str, language: str, *, emergency_number: str = "", **values: Any
+) -> tuple[str, str, list[str]]:
     """(title, instruction, next steps) for ``level`` in ``language``.
 
-    ``values`` fill placeholders such as ``emergency_number``. Raises KeyError for a
-    level that has no advice.
+    ``emergency_number`` fills "call {emergency_number}"; without one (blank), the text
+    reads "call the local emergency number" in ``language``: the one fallback for the
+    screens, the slips and the server's page. Other ``values`` fill other placeholders.
+    Raises KeyError for a level that has no advice.
     """
+    number = emergency_number.strip() or screen_text("local_emergency_number", language)
+    values = {**values, "emergency_number": number}
     entry = _texts()["outcomes"][level]
     title = fill(localized(entry["title"], language), values)
     instruction = fill(localized(entry["instruction"], language), values)

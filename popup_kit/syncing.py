@@ -19,9 +19,11 @@ from popup_kit.domain import ON_THE_SLIP_PAGE
 from popup_kit.enrolment import enrolled_with, require_credentials
 from popup_kit.store import Store
 from popup_kit.store.db import iso, utc_now
+from sync.outbox import unsent_sql
 
 if TYPE_CHECKING:
-    from sync.client import OutboxStatus, SyncConfig, SyncSummary
+    from sync.client import SyncConfig, SyncSummary
+    from sync.outbox import OutboxStatus
     from sync.protocol import KitCredentials
 
 Clock = Callable[[], datetime]
@@ -101,10 +103,11 @@ def purge(config: KitConfig, store: Store, creds: KitCredentials, *, now: dateti
     """Remove contact details (the only personal data kept) from visits whose every record
     the server confirmed with a verified receipt more than the retention period ago; the
     non-personal skeleton and the receipts stay. Never before."""
-    from sync.client import clear_confirmed_payloads, confirmed_visits
+    from sync.outbox import Outbox
 
+    outbox = Outbox(store.engine)
     cutoff = now - timedelta(days=config.retention_days)
-    due = confirmed_visits(store.engine, creds.receipt_key, before=cutoff)
+    due = outbox.confirmed_visits(creds.receipt_key, before=cutoff)
     if not due:
         return PurgeResult(0, 0)
     stamp = iso(now)
@@ -114,9 +117,7 @@ def purge(config: KitConfig, store: Store, creds: KitCredentials, *, now: dateti
         # every row of a due visit is confirmed with a verified receipt: clear them all
         records: list[str] = []
         for visit_id in due:
-            records += conn.execute(
-                text("SELECT record_id FROM outbox WHERE visit_id = :v"), {"v": visit_id}
-            ).scalars()
+            records += outbox.record_ids_of_visit(conn, visit_id)
             changed = conn.execute(
                 text(
                     "UPDATE visit_version SET contact_name = NULL, contact_phone = NULL, "
@@ -133,14 +134,14 @@ def purge(config: KitConfig, store: Store, creds: KitCredentials, *, now: dateti
                     ),
                     {"t": stamp, "v": visit_id, "d": f"{config.retention_days} days after receipt"},
                 )
-        cleared = clear_confirmed_payloads(conn, records)
+        cleared = outbox.clear_confirmed_payloads(conn, records)
     return PurgeResult(purged_visits, cleared)
 
 
 def status(store: Store) -> OutboxStatus:
-    from sync.client import outbox_status
+    from sync.outbox import Outbox
 
-    return outbox_status(store.engine)
+    return Outbox(store.engine).status()
 
 
 # --- the reconciliation -----------------------------------------------------------------
@@ -231,7 +232,7 @@ def reconcile(
         report.withdrawn_visits = len(withdrawals)
         report.withdrawn_on_slip_page = [code for code, on_page in withdrawals if on_page]
         # Counted in SQL: a kit that served many events holds tens of thousands of rows.
-        unsent = "o.state IN ('pending', 'sent')"
+        unsent = unsent_sql("o")
         joined = f"FROM outbox o JOIN visit v ON v.visit_id = o.visit_id {where}"
         and_ = "AND" if where else "WHERE"
         totals = conn.execute(

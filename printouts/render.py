@@ -18,16 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from forms.texts import ces_warning, outcome_text
 from printouts.codes import CodeError, compact_code, normalize_code
 from printouts.qr import QrMatrix, qr_matrix
 from printouts.texts import (
     SUMMARY_LEVELS,
-    ces_texts,
     consent_wording,
     item_name,
     label,
     level_name,
-    outcome_texts,
 )
 
 MM = 72 / 25.4
@@ -493,7 +492,7 @@ def _checked_code(data: SlipData) -> str:
 
 def _texts(level: str, language: str, number: str) -> tuple[str, str, list[str]]:
     try:
-        return outcome_texts(level, language, number)
+        return outcome_text(level, language, emergency_number=number)
     except KeyError:
         known = ", ".join(SUMMARY_LEVELS)
         raise RenderError(f"no advice for outcome level {level!r}: use one of {known}") from None
@@ -515,7 +514,7 @@ def _header(flow: _Flow, booth: str, event: str, day: dt.date, language: str) ->
 
 def _ces_card(flow: _Flow, language: str, emergency_number: str) -> None:
     """The cauda equina warning card: on every printout, always last."""
-    heading, signs = ces_texts(language)
+    heading, signs = ces_warning(language)
     flow.rule()
     flow.text(label("ces_title", language), bold=True, size=flow.size - 0.5, after=0.2, keep=True)
     flow.text(heading, bold=True, size=flow.size + 1, inverse=True, after=0.4, keep=True)

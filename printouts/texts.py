@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from functools import lru_cache
 
-from forms.texts import TEXT_LEVELS, ces_warning, outcome_text
+from forms.texts import TEXT_LEVELS
 from forms.texts import level_name as forms_level_name
 
 DEFAULT_LANGUAGE = "en"
@@ -27,7 +27,6 @@ LABELS: dict[str, dict[str, str]] = {
         "why": "Why",
         "ces_title": "Warning signs of cauda equina syndrome",
         "emergency_number": "Emergency number",
-        "local_emergency_number": "the local emergency number",
         "for_staff": "For the emergency department",
         "staff_note": (
             "Screened at a pop-up booth by a trained volunteer (not a clinician) from the "
@@ -95,7 +94,6 @@ LABELS: dict[str, dict[str, str]] = {
         "why": "Motivo",
         "ces_title": "Señales de alarma del síndrome de cola de caballo",
         "emergency_number": "Número de emergencias",
-        "local_emergency_number": "el número local de emergencias",
         "for_staff": "Para el servicio de urgencias",
         "staff_note": (
             "Revisión hecha en un puesto por un voluntario formado (no un profesional "
@@ -172,25 +170,6 @@ def item_name(item: str, language: str) -> str:
     """A short name for a consent item on the day summary (``item`` if unknown)."""
     key = f"item.{item.lower()}"
     return label(key, language) if key in LABELS[DEFAULT_LANGUAGE] else item
-
-
-def outcome_texts(
-    level: str, language: str, emergency_number: str = ""
-) -> tuple[str, str, list[str]]:
-    """(title, instruction, next steps) for ``level``; KeyError for an unknown level.
-
-    Without a number, "call {emergency_number}" reads "call the local emergency number"
-    rather than showing the placeholder.
-    """
-    number = emergency_number.strip() or label("local_emergency_number", language)
-    title, instruction, steps = outcome_text(level, language, emergency_number=number)
-    return title, instruction, list(steps)
-
-
-def ces_texts(language: str) -> tuple[str, list[str]]:
-    """(heading, warning signs) of the cauda equina card in ``language``."""
-    heading, signs = ces_warning(language)
-    return heading, list(signs)
 
 
 @lru_cache(maxsize=16)

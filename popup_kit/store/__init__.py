@@ -38,7 +38,7 @@ from popup_kit.store.tables import (
     VisitVersionRow,
 )
 from sync.files import private_dir
-from sync.outbox import enqueue
+from sync.outbox import Outbox, enqueue
 
 __all__ = ["Store", "StoreError", "VersionConflict"]
 
@@ -214,8 +214,6 @@ class Store:
         confirmed cleared. Then the WAL is
         checkpointed so the removed bytes leave the disk. Returns how many queued records
         were rebuilt."""
-        from sync.records import canonical_json, content_hash
-
         visit_id = consent.visit_id
         now = self.clock()
         with self.writing() as session:
@@ -231,36 +229,9 @@ class Store:
             )
             self._blank_contact(session, visit_id, now=iso(now), reason="consent withdrawn")
             conn = session.connection()
-            queued = conn.execute(
-                text(
-                    "SELECT id, payload FROM outbox WHERE visit_id = :v "
-                    "AND record_type = 'visit' AND state != 'confirmed'"
-                ),
-                {"v": visit_id},
-            ).all()
-            rebuilt = 0
-            for row_id, payload in queued:
-                envelope = json.loads(payload)
-                if envelope.get("body", {}).pop("contact", None) is None:
-                    continue
-                conn.execute(
-                    text("UPDATE outbox SET payload = :p, content_hash = :h WHERE id = :i"),
-                    {
-                        "p": canonical_json(envelope).decode("utf-8"),
-                        "h": content_hash(envelope),
-                        "i": row_id,
-                    },
-                )
-                rebuilt += 1
-            # The centre holds these already (with a verified receipt): their payloads go,
-            # their hashes and receipts stay, as the purge leaves them.
-            conn.execute(
-                text(
-                    "UPDATE outbox SET payload = '{}' WHERE visit_id = :v "
-                    "AND record_type = 'visit' AND state = 'confirmed'"
-                ),
-                {"v": visit_id},
-            )
+            # Confirmed payloads are cleared too: the centre holds those (with a verified
+            # receipt), their hashes and receipts stay, as the purge leaves them.
+            rebuilt = Outbox(self.engine).remove_contact(conn, visit_id)
             session.flush()
             enqueue(conn, record, now=now)
         self.checkpoint()
@@ -418,28 +389,14 @@ class Store:
         return out
 
     def unsent(self) -> UnsentStatus:
-        with self.engine.connect() as conn:
-            count, oldest, set_aside, visits = conn.execute(
-                text(
-                    "SELECT SUM(state IN ('pending', 'sent')), "
-                    "MIN(CASE WHEN state IN ('pending', 'sent') THEN created_at END), "
-                    "SUM(state = 'set_aside'), "
-                    "COUNT(DISTINCT CASE WHEN state IN ('pending', 'sent') THEN visit_id END) "
-                    "FROM outbox"
-                )
-            ).one()
-            error = conn.execute(
-                text(
-                    "SELECT last_error FROM outbox WHERE last_error IS NOT NULL AND "
-                    "state IN ('pending', 'sent', 'set_aside') ORDER BY id DESC LIMIT 1"
-                )
-            ).scalar()
+        """The booth's view of :meth:`sync.outbox.Outbox.status` (one rule for unsent)."""
+        status = Outbox(self.engine).status()
         return UnsentStatus(
-            count=int(count or 0),
-            oldest=parse_iso(oldest) if oldest else None,
-            set_aside=int(set_aside or 0),
-            last_error=str(error) if error else None,
-            visits=int(visits or 0),
+            count=status.queued,
+            oldest=status.oldest_unsent_at,
+            set_aside=status.set_aside,
+            last_error=status.last_problem,
+            visits=status.unsent_visits,
         )
 
     def version_row(self, record_id: str) -> VisitVersionRow:

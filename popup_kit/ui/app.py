@@ -11,6 +11,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -64,13 +65,43 @@ class BackendFailed(Message):
         self.error = error
 
 
-class SyncEnded(Message):
-    """A background sync run ended (``error`` when it could not run at all)."""
+@dataclass(frozen=True)
+class SyncOutcome:
+    """How the last background sync run ended (``error`` when it could not run at all)."""
 
-    def __init__(self, at: datetime, summary: SyncSummary | None, error: str | None) -> None:
+    at: datetime
+    summary: SyncSummary | None
+    error: str | None
+
+
+class SyncStarted(Message):
+    """A background sync run began."""
+
+
+class SyncProgress(Message):
+    """Records settled so far in the running sync, out of those queued."""
+
+    def __init__(self, done: int, total: int) -> None:
+        super().__init__()
+        self.done = done
+        self.total = total
+
+
+class SyncFinished(Message):
+    """A background sync run ended; the summary says what it did."""
+
+    def __init__(self, at: datetime, summary: SyncSummary) -> None:
         super().__init__()
         self.at = at
         self.summary = summary
+
+
+class SyncFailed(Message):
+    """A background sync run could not run at all."""
+
+    def __init__(self, at: datetime, error: str) -> None:
+        super().__init__()
+        self.at = at
         self.error = error
 
 
@@ -95,10 +126,14 @@ class BoothApp(App[None]):
         self.visit: VisitSession | None = None
         self.controller = VisitController(self)
         self.sync_enrolled = False
+        # Written on the app's thread only: set when a run is started, cleared by its
+        # finished or failed message.
         self.sync_running = False
-        self.last_sync: SyncEnded | None = None
+        self.sync_progress: tuple[int, int] | None = None
+        self.last_sync: SyncOutcome | None = None
+        self.withdrawn_at_centre: list[str] = []
+        """Codes whose withdrawal on the slip's page a background run applied here."""
         self._sync_stop = threading.Event()
-        self._sync_wake = threading.Event()
         self.locked = False
         self._chose_passphrase = False  # typed on the first-run screen: show the recovery key
         self._last_input = time.monotonic()
@@ -196,7 +231,6 @@ class BoothApp(App[None]):
 
     def on_unmount(self) -> None:
         self._sync_stop.set()
-        self._sync_wake.set()
         if self.backend is not None:
             self.backend.close()
 
@@ -211,47 +245,79 @@ class BoothApp(App[None]):
     # background sync ------------------------------------------------------------------
 
     def start_background_sync(self) -> None:
-        """Sync in a thread whenever the kit is enrolled: visits never wait for it."""
+        """Sync in a thread whenever the kit is enrolled: visits never wait for it. A timer
+        starts a run every ``sync_interval`` seconds unless one is running."""
         from popup_kit.enrolment import enrolled_with
 
         try:
             self.sync_enrolled = enrolled_with(self.config) is not None
         except ValueError as exc:  # damaged credentials: said on the home screen
-            self.last_sync = SyncEnded(self.clock(), None, str(exc))
+            self.last_sync = SyncOutcome(self.clock(), None, str(exc))
             return
         if self.sync_enrolled and self.config.sync_interval > 0:
-            self._sync_loop()
+            self.set_interval(self.config.sync_interval, self.start_sync_run)
+            self.start_sync_run()
+
+    def start_sync_run(self) -> bool:
+        """Start one background run now; False when one is running already."""
+        if self.sync_running or self.backend is None or self._sync_stop.is_set():
+            return False
+        self.sync_running = True
+        self.sync_progress = None
+        self._sync_run()
+        return True
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="sync")
-    def _sync_loop(self) -> None:
+    def _sync_run(self) -> None:
         from popup_kit.syncing import run_sync
         from sync.client import SyncConfig
 
         backend = self.backend
         assert backend is not None
         settings = SyncConfig(total_time=min(120.0, self.config.sync_interval * 2))
-        while not self._sync_stop.is_set():
-            self.sync_running = True
-            self.call_from_thread(self._refresh_home)
-            try:
-                summary = run_sync(
-                    self.config,
-                    backend.service.store,
-                    sync_config=settings,
-                    stop=self._sync_stop,
-                )
-            except Exception as exc:  # shown on the home screen; the booth goes on
-                logs.failure("background sync failed")
-                ended = SyncEnded(self.clock(), None, f"{exc}")
-            else:
-                ended = SyncEnded(self.clock(), summary, None)
-            self.sync_running = False
-            self.post_message(ended)
-            self._sync_wake.wait(self.config.sync_interval)
-            self._sync_wake.clear()
+        self.post_message(SyncStarted())
 
-    def on_sync_ended(self, message: SyncEnded) -> None:
-        self.last_sync = message
+        def progress(done: int, total: int) -> None:
+            self.post_message(SyncProgress(done, total))
+
+        try:
+            summary = run_sync(
+                self.config,
+                backend.service.store,
+                sync_config=settings,
+                progress=progress,
+                stop=self._sync_stop,
+            )
+        except Exception as exc:  # shown on the home screen; the booth goes on
+            logs.failure("background sync failed")
+            self.post_message(SyncFailed(self.clock(), f"{exc}"))
+        else:
+            self.post_message(SyncFinished(self.clock(), summary))
+
+    def on_sync_started(self, _message: SyncStarted) -> None:
+        self._refresh_home()
+
+    def on_sync_progress(self, message: SyncProgress) -> None:
+        self.sync_progress = (message.done, message.total)
+        self._refresh_home()
+
+    def on_sync_finished(self, message: SyncFinished) -> None:
+        self.sync_running = False
+        self.last_sync = SyncOutcome(message.at, message.summary, None)
+        codes = message.summary.withdrawn_on_slip_page
+        if codes:
+            self.withdrawn_at_centre.extend(c for c in codes if c not in self.withdrawn_at_centre)
+            self.notify(
+                f"Consent withdrawn on the slip's page: {', '.join(codes)}. "
+                "Their contact details are removed from this laptop.",
+                title="Withdrawal",
+                timeout=30,
+            )
+        self._refresh_home()
+
+    def on_sync_failed(self, message: SyncFailed) -> None:
+        self.sync_running = False
+        self.last_sync = SyncOutcome(message.at, None, message.error)
         self._refresh_home()
 
     def _refresh_home(self) -> None:
@@ -267,8 +333,10 @@ class BoothApp(App[None]):
                 severity="warning",
             )
             return
-        self._sync_wake.set()
-        self.notify("Syncing now…")
+        if self.start_sync_run():
+            self.notify("Syncing now…")
+        else:
+            self.notify("A sync is running already.")
 
     def today(self) -> date:
         """The booth's calendar day (the laptop's time zone)."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from forms import Flow, Forms, Question, ces_warning, outcome_text
+from forms import Flow, Forms, Question
 from popup_kit.config import KitConfig
 from popup_kit.domain import Contact, Draft, VisitInput, VisitRecord
 from popup_kit.services import VisitService
@@ -102,12 +102,6 @@ class Backend:
         self.service.discard_draft(session.draft_id)
 
     # --- texts -----------------------------------------------------------------------
-
-    def outcome_text(self, level: str, language: str) -> tuple[str, str, list[str]]:
-        return outcome_text(level, language, emergency_number=self.config.emergency_number)
-
-    def ces_warning(self, language: str) -> tuple[str, list[str]]:
-        return ces_warning(language)
 
     def consent_script(self, language: str) -> str:
         return self.forms.consent_information(language)

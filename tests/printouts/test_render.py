@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from forms.texts import ces_warning, outcome_text
 from printouts.codes import new_referral_code
 from printouts.payload import KitKey, parse_slip_url, slip_url, verify_signature
 from printouts.qr import QUIET_ZONE, qr_matrix
@@ -24,7 +25,7 @@ from printouts.render import (
     render_slip,
     render_visit_slip,
 )
-from printouts.texts import ces_texts, label, outcome_texts
+from printouts.texts import label
 from tests.printouts.conftest import THERMAL_DPI, flat, page_texts, pdf_text, rasterise
 
 MakeSlip = Callable[..., SlipData]
@@ -151,8 +152,8 @@ def test_slip_text_has_code_advice_booth_date_and_warning_signs(
     advice_only = level in ("ineligible", "consent_refused")
     data = make_slip(level=level, code="" if advice_only else new_referral_code())
     text = flat(pdf_text(render_slip(data, fmt)))
-    title, instruction, steps = outcome_texts(level, "en", "999")
-    heading, signs = ces_texts("en")
+    title, instruction, steps = outcome_text(level, "en", emergency_number="999")
+    heading, signs = ces_warning("en")
     for expected in (title, instruction, *steps, heading, *signs):
         assert flat(expected) in text
     assert "Go to the emergency department now if any of these start" in text
@@ -209,8 +210,8 @@ def test_no_emergency_number_reads_the_local_emergency_number(make_slip: MakeSli
 def test_spanish_slip_uses_the_forms_texts(make_slip: MakeSlip) -> None:
     data = make_slip(language="es", level="urgent", reasons=["Pérdida de peso sin causa conocida"])
     text = flat(pdf_text(render_slip(data, "receipt80")))
-    title, instruction, steps = outcome_texts("urgent", "es")
-    heading, signs = ces_texts("es")
+    title, instruction, steps = outcome_text("urgent", "es")
+    heading, signs = ces_warning("es")
     for expected in (title, instruction, *steps, heading, *signs):
         assert flat(expected) in text
     assert "Su código de derivación" in text and "Número de emergencias: 999" in text
@@ -219,7 +220,7 @@ def test_spanish_slip_uses_the_forms_texts(make_slip: MakeSlip) -> None:
 
 def test_unknown_language_falls_back_to_english(make_slip: MakeSlip) -> None:
     text = flat(pdf_text(render_slip(make_slip(language="el"), "receipt58")))
-    assert outcome_texts("routine", "en")[1] in text and "Your referral code" in text
+    assert outcome_text("routine", "en")[1] in text and "Your referral code" in text
 
 
 def test_greek_and_cyrillic_render_as_real_glyphs(make_slip: MakeSlip) -> None:
@@ -254,11 +255,11 @@ def test_emergency_slip_leads_with_the_instruction_then_why_then_the_handover(
         emergency_number="112",
     )
     text = flat(pdf_text(render_emergency_slip(data, fmt)))
-    _, instruction, steps = outcome_texts("emergency", "en", "112")
+    _, instruction, steps = outcome_text("emergency", "en", emergency_number="112")
     assert text.startswith(instruction)
     assert "If you cannot get there safely, call 112." in steps
     order = [instruction, *steps, "Why:", CES_REASON, "For the emergency department"]
-    order += ["EM1, EM4", "2026.11-1", data.code, ces_texts("en")[0]]
+    order += ["EM1, EM4", "2026.11-1", data.code, ces_warning("en")[0]]
     positions = [text.find(part) for part in order]
     assert -1 not in positions, dict(zip(order, positions, strict=True))
     assert positions == sorted(positions)
@@ -336,7 +337,7 @@ def test_a6_handouts_stay_one_page_with_the_whole_card(
     )
     pdf = render(data, "a6")
     assert len(rasterise(pdf, dpi=50)) == 1
-    heading, signs = ces_texts(language)
+    heading, signs = ces_warning(language)
     text = flat(pdf_text(pdf))
     assert all(flat(s) in text for s in (heading, *signs))
 
@@ -346,7 +347,7 @@ def test_a6_day_summary_continues_on_a_second_page_without_splitting_the_card() 
     pdf = render_day_summary(_summary(unsent=30, unsent_codes=codes), "a6")
     per_page = [flat(t) for t in page_texts(pdf)]
     assert len(per_page) >= 2
-    card_pages = [i for i, t in enumerate(per_page) if ces_texts("en")[0] in t]
+    card_pages = [i for i, t in enumerate(per_page) if ces_warning("en")[0] in t]
     assert len(card_pages) == 1
     assert label("ces_title", "en") in per_page[card_pages[0]]  # the title went with it
     shown = [c for c in codes if any(c in t for t in per_page)]
@@ -383,7 +384,7 @@ def test_consent_copy_lists_what_was_agreed_and_refused_in_the_forms_wording(
         assert f"{cid.upper()}: {wording[cid]}" in refused and wording[cid] not in agreed
     assert f"to the booth or to Riverside Health: {data.code}" in refused
     assert "Consent text version: 2026.11-1" in text
-    assert ces_texts("en")[0] in refused  # the warning card is on the consent copy too
+    assert ces_warning("en")[0] in refused  # the warning card is on the consent copy too
 
 
 def test_consent_copy_accepts_upper_case_item_ids(make_slip: MakeSlip) -> None:
@@ -413,7 +414,7 @@ def test_day_summary(fmt: str) -> None:
     assert "C1 screening: 20/21 (95 %)" in text and "C2 sharing for a call: 15/21 (71 %)" in text
     assert "Visits not yet sent: 4" in text and "Oldest unsent: 2026-11-22 18:05" in text
     assert "Set aside by the server: 2" in text
-    assert "Emergency number: 112" in text and ces_texts("en")[0] in text
+    assert "Emergency number: 112" in text and ces_warning("en")[0] in text
 
 
 @pytest.fixture
@@ -572,7 +573,7 @@ def test_marked_a6_handouts_stay_one_page_with_a_long_reason(
     for kind in ("slip", "emergency", "consent"):
         pdf = _render_kind(kind, data, "a6")
         assert len(rasterise(pdf, dpi=50)) == 1, kind
-        heading, signs = ces_texts(language)
+        heading, signs = ces_warning(language)
         text = flat(pdf_text(pdf))
         assert all(flat(s) in text for s in (heading, *signs))
 

@@ -5,17 +5,30 @@ from __future__ import annotations
 import pytest
 
 from forms import load_forms
-from forms.texts import TEXT_LEVELS, ces_warning, outcome_text
-from printouts.texts import LABELS, ces_texts, consent_wording, label, outcome_texts
+from forms.texts import TEXT_LEVELS, outcome_text
+from printouts.texts import LABELS, consent_wording, label
+
+
+@pytest.mark.parametrize(
+    ("language", "number", "step"),
+    [
+        ("en", "112", "If you cannot get there safely, call 112."),
+        ("es", "112", "Si no puede llegar con seguridad, llame al 112."),
+        ("en", "", "If you cannot get there safely, call the local emergency number."),
+        ("es", " ", "Si no puede llegar con seguridad, llame al número local de emergencias."),
+    ],
+)
+def test_one_fallback_for_a_missing_emergency_number(language: str, number: str, step: str) -> None:
+    _title, _instruction, steps = outcome_text("emergency", language, emergency_number=number)
+    assert step in steps
 
 
 @pytest.mark.parametrize("language", ["en", "es"])
 @pytest.mark.parametrize("level", TEXT_LEVELS)
-def test_outcome_advice_is_the_forms_advice(level: str, language: str) -> None:
-    assert outcome_texts(level, language, "112") == tuple(
-        outcome_text(level, language, emergency_number="112")
-    )
-    assert ces_texts(language) == tuple(ces_warning(language))
+def test_no_placeholder_is_left_without_a_number(level: str, language: str) -> None:
+    title, instruction, steps = outcome_text(level, language)
+    assert "{" not in " ".join([title, instruction, *steps])
+    assert " call ." not in instruction and "llame al ." not in instruction
 
 
 def test_every_paper_label_exists_in_every_language() -> None:
@@ -28,9 +41,11 @@ def test_every_paper_label_exists_in_every_language() -> None:
 def test_unknown_language_and_placeholders() -> None:
     assert label("date", "el") == "Date"
     assert label("withdraw", "es", controller="X", code="C").endswith("X: C")
-    steps = outcome_texts("consent_refused", "en")[2]
-    assert any("call the local emergency number" in step for step in steps)
-    assert not any("{" in step for step in steps)
+    steps = outcome_text("consent_refused", "en")[2]
+    assert (
+        "If you have any of the warning signs below, go to the emergency department now or "
+        "call the local emergency number."
+    ) in steps
 
 
 def test_consent_wording_names_the_provider() -> None:

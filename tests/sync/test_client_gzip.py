@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from sync import client
 from sync import protocol as p
 from sync.client import sync_outbox
+from sync.client import transport as client
 from tests.support.fault_proxy import FaultProxy
 from tests.sync.kit_side import (
     FAST,

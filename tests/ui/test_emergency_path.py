@@ -393,3 +393,35 @@ async def test_deleting_back_to_a_valid_age_never_answers_it(
         await pilot.press("backspace", "backspace", "5", "8")
         await pilot.pause(GRACE_SECONDS + 0.3)
         assert app.visit.flow.canonical_answers()["age_years"] == 58
+
+
+@pytest.mark.parametrize(
+    ("language", "step", "number"),
+    [
+        (
+            "1",
+            "If you cannot get there safely, call the local emergency number.",
+            "Emergency number: ask the volunteer",
+        ),
+        (
+            "2",
+            "Si no puede llegar con seguridad, llame al número local de emergencias.",
+            "Teléfono de emergencias: pregunte al voluntario",
+        ),
+    ],
+)
+async def test_without_an_emergency_number_the_screen_says_the_local_one(
+    config: KitConfig, language: str, step: str, number: str
+) -> None:
+    import dataclasses
+
+    app = BoothApp(dataclasses.replace(config, emergency_number=" "), clock=fixed_clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await start_day(pilot, app)
+        await begin_visit(pilot, language)
+        await answer_until_done(pilot, app, LONGEST)
+        assert isinstance(app.screen, EmergencyScreen)
+        steps = text_of(app, "#emergency-steps")
+        assert steps.splitlines()[-1].endswith(step), steps
+        assert " call ." not in steps and "llame al ." not in steps
+        assert text_of(app, "#emergency-number") == number

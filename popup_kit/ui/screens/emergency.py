@@ -18,7 +18,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Digits, Static
 
-from forms import emergency_number_line, screen_text
+from forms import emergency_number_line, outcome_text, screen_text
 
 if TYPE_CHECKING:
     from popup_kit.ui.app import BoothApp
@@ -58,8 +58,8 @@ class EmergencyScreen(Screen[None]):
         backend = self.app.backend
         assert backend is not None
         lang = self.language
-        title, instruction, steps = backend.outcome_text("emergency", lang)
         number = self.app.config.emergency_number
+        title, instruction, steps = outcome_text("emergency", lang, emergency_number=number)
         with Vertical(id="emergency-top"):
             yield Static(title.upper(), id="emergency-title")
             yield Static(instruction or title, id="emergency-instruction")

@@ -15,6 +15,8 @@ from textual.widgets import Footer, Static
 from popup_kit import logs
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from popup_kit.domain import UnsentStatus
     from popup_kit.ui.app import BoothApp
 
@@ -78,20 +80,31 @@ def sync_line(
     at: datetime | None,
     error: str | None,
     next_try: datetime | None,
+    progress: tuple[int, int] | None = None,
+    withdrawn: Sequence[str] = (),
 ) -> str:
     """How sync stands, honestly: never "sent" before the server's receipts say so."""
     if error and not enrolled:
         return f"Sync cannot start: {error}"
     if not enrolled:
         return "Not enrolled with a triage server: records stay here (popup-kit enroll)."
-    parts = ["syncing now…"] if running else []
+    parts = []
+    if running:
+        done_total = f" ({progress[0]} of {progress[1]})" if progress and progress[1] else ""
+        parts.append(f"syncing now{done_total}…")
     if at is not None:
         parts.append(f"last sync {at.astimezone():%H:%M}")
     if error:
         parts.append(f"could not sync: {error}")
     if next_try is not None:
         parts.append(f"next try {next_try.astimezone():%H:%M}")
-    return "Sync: " + (" · ".join(parts) if parts else "waiting for the first run") + "."
+    line = "Sync: " + (" · ".join(parts) if parts else "waiting for the first run") + "."
+    if withdrawn:
+        line += (
+            f"\nConsent withdrawn on the slip's page: {', '.join(withdrawn)} "
+            "(contact details removed from this laptop)."
+        )
+    return line
 
 
 class HomeScreen(Screen[None]):
@@ -181,6 +194,8 @@ class HomeScreen(Screen[None]):
                 at=last.at if last is not None else None,
                 error=error,
                 next_try=summary.next_attempt_at if summary is not None else None,
+                progress=app.sync_progress,
+                withdrawn=app.withdrawn_at_centre,
             )
         )
         self.query_one("#drafts", Static).update(

@@ -14,6 +14,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
+from forms.texts import ces_warning, outcome_text
 from popup_kit import logs
 from popup_kit.ui.screens.printing import PrintingScreen, show_qr
 
@@ -119,7 +120,8 @@ class OutcomeScreen(Screen[None]):
         assert backend is not None
         view = self.view
         lang, level = view.language, view.level
-        title, instruction, steps = backend.outcome_text(level, lang)
+        number = self.app.config.emergency_number
+        title, instruction, steps = outcome_text(level, lang, emergency_number=number)
         yield Static(f"popup-kit · {level_title(level, lang)}", classes="title-bar")
         with VerticalScroll(classes="body", id="outcome-body"):
             yield Static(title, id="outcome-title", classes=f"level level-{level}")
@@ -142,7 +144,7 @@ class OutcomeScreen(Screen[None]):
                     ),
                     id="outcome-startback",
                 )
-            heading, signs = backend.ces_warning(lang)
+            heading, signs = ces_warning(lang)
             yield Static(
                 Text.assemble(Text(heading, style="bold"), "\n", bullet(signs)), id="outcome-ces"
             )
@@ -501,8 +503,10 @@ class StoppedScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         backend = self.app.backend
         assert backend is not None
-        title, instruction, steps = backend.outcome_text(self.kind, self.language)
-        heading, signs = backend.ces_warning(self.language)
+        title, instruction, steps = outcome_text(
+            self.kind, self.language, emergency_number=self.app.config.emergency_number
+        )
+        heading, signs = ces_warning(self.language)
         reason = (
             "Not screened: below the self-consent age or unable to consent."
             if self.kind == "ineligible"
