@@ -23,10 +23,15 @@ from tests.sync.live_server import EnrolledKit, LiveServer, enroll_kit
 pytestmark = pytest.mark.slow
 
 EXAMPLES = 50  # per operation and mode
-NOTHING_TO_NEGATE = {("POST", "/r/{code}/withdraw"), ("POST", "/r/{code}/call")}
+NOTHING_TO_NEGATE = {
+    ("POST", "/r/{code}/withdraw"),
+    ("POST", "/r/{code}/call"),
+    ("POST", "/r/{code}/checkin"),
+}
 """Operations whose only declared input is a free string in the path, so that no invalid
-request can be made from the document (the withdrawal and call forms are read by the
-routes themselves and tested in test_server_withdraw_page.py and test_server_booking.py)."""
+request can be made from the document (the withdrawal, call and check-in forms are read by
+the routes themselves and tested in test_server_withdraw_page.py, test_server_booking.py
+and test_followups.py)."""
 
 
 def _deepen(case: Any, kit: EnrolledKit) -> None:
