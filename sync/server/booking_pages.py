@@ -400,6 +400,10 @@ def _still_booked(view: CallView) -> str:
 
 def call(view: CallView) -> Page:
     lang = view.language
+    if view.arranged is not None and view.arranged.decision in DECISIONS:
+        # The call has happened: what was arranged replaces the wait for a call, its
+        # "if nobody has called you by" line and the forms to book or cancel one.
+        return _page(view, "")
     if view.held is not None:
         slot = view.held.slot
         until = view.held.held_until or view.now

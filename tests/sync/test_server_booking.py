@@ -5,6 +5,7 @@ clinic's zone across daylight-saving changes; withdrawal erases what was given h
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import re
 import threading
@@ -674,3 +675,35 @@ def test_after_the_call_the_page_says_what_was_arranged(
     assert "An urgent scan (Monday 23 November, 07:59 GMT)" in shown
     assert "4417" not in shown and "dr-a" not in shown
     assert EN["arranged"] not in _text(_page(centre, kit, other))
+
+
+def test_after_the_decision_the_page_no_longer_waits_for_a_call() -> None:
+    """Once a decision is recorded, the attendee's page says what was arranged and no
+    longer tells them to go to urgent care if nobody calls, nor offers to cancel."""
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from sync.server import booking_pages
+    from sync.server.bookings import Arranged, Callback
+
+    now = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+    waiting = booking_pages.CallView(
+        code="ABCD-EFGH-JKLM",
+        sig="x",
+        language="en",
+        emergency_number="999",
+        zone=ZoneInfo("Europe/London"),
+        now=now,
+        level="urgent",
+        need_phone=False,
+        callback=Callback(now, now + timedelta(hours=4), now + timedelta(hours=24), now),
+    )
+    before = html.unescape(booking_pages.call(waiting).html)
+    assert "If nobody has called you by" in before and "Cancel the call-back" in before
+    decided = dataclasses.replace(
+        waiting, arranged=Arranged("urgent_in_person", now + timedelta(hours=2))
+    )
+    after = html.unescape(booking_pages.call(decided).html)
+    assert "What was arranged" in after and "urgent in-person review" in after
+    assert "If nobody has called you by" not in after
+    assert "Cancel the call-back" not in after and "<form" not in after
