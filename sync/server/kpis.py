@@ -1,9 +1,9 @@
 """The four tele-triage KPIs, each defined once with its numerator and denominator, for a
 period of visit dates (days in the clinic's time zone), a booth and an event.
 
-Everything is read in a few queries (visits, consents, withdrawals, call-back requests,
-the event log, follow-up responses) and worked out in one pass over the referrals, so the
-figures are the same on SQLite and PostgreSQL.
+The database joins each referral's visit, consent, call-back request, first contact and
+follow-ups into one row (two queries in all, the decisions being the other); the KPIs are
+then worked out in one pass over the referrals, the same on SQLite and PostgreSQL.
 
 Percentiles use the nearest-rank method: the p-th percentile of n sorted values is the
 value at rank ceil(p/100 * n) (1-based); no interpolation, so every figure shown is one
@@ -12,16 +12,20 @@ that was measured.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
-from collections.abc import Sequence
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from typing import Any
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 
+from sync.server import visit_facts
 from sync.server import worklist as wl
 from sync.server.store import ServerStore, iso
 
@@ -70,12 +74,11 @@ class Response:
     submitted_at: datetime
     back_nrs: int | None
     leg_nrs: int | None
-    warning: bool
 
 
-@dataclass(frozen=True)
-class Referral:
-    """One shared referral with what the KPIs need from its visit and its log."""
+class Referral(NamedTuple):
+    """One shared referral with what the KPIs need from its visit and its log (a tuple:
+    a hundred thousand are built for a dashboard)."""
 
     kit_id: str
     code: str
@@ -342,124 +345,331 @@ def compute(
     period = period or Period()
     now = now or store.clock()
     out = Kpis()
-    for ref in referrals(store, deadlines):
-        if period.keep(ref):
-            out.add(ref, now)
+    found = referrals(store, deadlines)
+    with _no_gc():
+        for ref in found:
+            if period.keep(ref):
+                out.add(ref, now)
     return out
 
 
 def _score(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10:
+    """An NRS answer as the database's JSON gives it (a number, or its text)."""
+    if isinstance(value, bool) or value is None:
         return None
-    return value
+    try:
+        found = int(value) if isinstance(value, int) else int(str(value))
+    except ValueError:
+        return None
+    return found if 0 <= found <= 10 else None
 
 
-def _responses(store: ServerStore) -> dict[tuple[str, str], list[tuple[str, Response]]]:
-    """Current (not superseded) follow-up responses by referral, oldest first."""
-    with store.engine.connect() as conn:
-        rows = conn.execute(
-            text(
-                'SELECT kit_id, referral_code, "window", submitted_at, answers, warning '
-                "FROM followup_response WHERE superseded_at IS NULL ORDER BY submitted_at, id"
+def _time(value: str) -> datetime:
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _maybe(value: str | None) -> datetime | None:
+    return None if value is None else wl.parse_time(value)
+
+
+class _Sql:
+    """The KPIs' queries: the database joins the log to the visits, one row a referral.
+
+    Only JSON reading differs between SQLite and PostgreSQL."""
+
+    def __init__(self, dialect: str) -> None:
+        self.pg = dialect == "postgresql"
+
+    def text(self, column: str, key: str) -> str:
+        """A top-level JSON member as text (a number's digits, a string's value)."""
+        if self.pg:
+            return f"({column}::json ->> '{key}')"
+        return f"json_extract({column}, '$.{key}')"
+
+    def number(self, column: str, key: str) -> str:
+        """A top-level JSON member when it is a number, else NULL."""
+        if self.pg:
+            return (
+                f"CASE WHEN json_typeof({column}::json -> '{key}') = 'number' "
+                f"THEN {column}::json ->> '{key}' END"
             )
-        ).all()
-    out: dict[tuple[str, str], list[tuple[str, Response]]] = {}
-    for kit, code, window, at, answers, warning in rows:
-        data = json.loads(answers)
-        data = data if isinstance(data, dict) else {}
-        out.setdefault((kit, code), []).append(
-            (
-                str(window),
-                Response(
-                    wl._utc(at),
-                    _score(data.get("pain_nrs")),
-                    _score(data.get("leg_pain_nrs")),
-                    bool(warning),
-                ),
-            )
+        return (
+            f"CASE WHEN json_type({column}, '$.{key}') = 'integer' "
+            f"THEN json_extract({column}, '$.{key}') END"
         )
-    return out
+
+    def item(self, column: str, key: str) -> str:
+        """A consent item: 'true' when granted, NULL when the record does not name it."""
+        if self.pg:
+            return f"((({column})::json -> 'items') -> '{key}')::text"
+        return f"json_type({column}, '$.items.{key}')"
+
+    def referrals(self) -> str:
+        # Hash joins and aggregates only: no window function, so nothing sorts a month of
+        # text keys. A visit with two records of its latest version gives two rows
+        # (``_one_a_visit``).
+        return f"""
+WITH versions AS (
+  SELECT kit_id, visit_id, MAX(COALESCE(visit_version, 0)) AS version,
+         MIN(received_at) AS first_received
+  FROM record
+  WHERE record_type = 'visit' AND referral_code IS NOT NULL AND visit_id IS NOT NULL
+    AND scrubbed_at IS NULL
+  GROUP BY kit_id, visit_id
+),
+latest AS (
+  SELECT r.kit_id, r.visit_id, r.referral_code, r.record_id, r.digest, r.created_at,
+         v.first_received
+  FROM record r JOIN versions v ON r.kit_id = v.kit_id AND r.visit_id = v.visit_id
+       AND COALESCE(r.visit_version, 0) = v.version
+  WHERE r.record_type = 'visit' AND r.referral_code IS NOT NULL AND r.scrubbed_at IS NULL
+),
+consent AS (
+  -- Which answers the visit's consent records give to C2. When they disagree, their
+  -- order decides (``_c2_in_order``); the digest where there is one, else the body.
+  SELECT kit_id, visit_id,
+         MAX(CASE WHEN granted = 'true' THEN 1 ELSE 0 END) AS yes,
+         MAX(CASE WHEN granted = 'true' THEN 0 ELSE 1 END) AS no
+  FROM (SELECT kit_id, visit_id, {self.item("COALESCE(digest, body)", "c2")} AS granted
+        FROM record WHERE record_type = 'consent' AND scrubbed_at IS NULL) AS named
+  WHERE granted IS NOT NULL
+  GROUP BY kit_id, visit_id
+),
+callback AS (
+  SELECT kit_id, referral_code, window_end FROM callback_request WHERE id IN
+    (SELECT MAX(id) FROM callback_request WHERE cancelled_at IS NULL
+     GROUP BY kit_id, referral_code)
+),
+reached AS (
+  SELECT kit_id, referral_code, at FROM referral_event WHERE id IN
+    (SELECT MIN(id) FROM referral_event
+     -- record_event writes data with json.dumps(sort_keys=True): this reads exactly
+     -- so, and costs far less than parsing every attempt.
+     WHERE kind = 'attempt' AND data LIKE '%"result": "reached"%'
+     GROUP BY kit_id, referral_code)
+),
+week2 AS (
+  -- One current response a window (a unique index).
+  SELECT kit_id, referral_code, submitted_at,
+         {self.number("answers", "pain_nrs")} AS back,
+         {self.number("answers", "leg_pain_nrs")} AS leg
+  FROM followup_response WHERE superseded_at IS NULL AND "window" = 'w2'
+),
+warned AS (
+  SELECT kit_id, referral_code, MIN(submitted_at) AS at
+  FROM followup_response WHERE superseded_at IS NULL AND warning = 1
+  GROUP BY kit_id, referral_code
+)
+SELECT l.kit_id, l.referral_code, l.record_id, l.digest, l.created_at, l.first_received,
+       consent.yes, callback.window_end, reached.at,
+       week2.submitted_at, week2.back, week2.leg, warned.at, l.visit_id, consent.no
+FROM latest l
+LEFT JOIN consent ON consent.kit_id = l.kit_id AND consent.visit_id = l.visit_id
+LEFT JOIN callback ON callback.kit_id = l.kit_id AND callback.referral_code = l.referral_code
+LEFT JOIN reached ON reached.kit_id = l.kit_id AND reached.referral_code = l.referral_code
+LEFT JOIN week2 ON week2.kit_id = l.kit_id AND week2.referral_code = l.referral_code
+LEFT JOIN warned ON warned.kit_id = l.kit_id AND warned.referral_code = l.referral_code
+WHERE NOT EXISTS (SELECT 1 FROM withdrawal w
+                  WHERE w.kit_id = l.kit_id AND w.visit_id = l.visit_id)
+"""
+
+    def decisions(self) -> str:
+        return (
+            f"SELECT kit_id, referral_code, at, {self.text('data', 'decision')}, "
+            f"{self.text('data', 'escalation_arranged_at')} FROM referral_event "
+            "WHERE kind = 'decision' ORDER BY id"
+        )
 
 
 Decided = tuple[str, datetime, datetime | None]
 
 
-def _log(
-    store: ServerStore,
-) -> tuple[dict[tuple[str, str], datetime], dict[tuple[str, str], list[Decided]]]:
-    """From the event log, in order: each referral's first attempt reached, as the
-    worklist's ``derive`` has it (found by the database), and its decisions."""
-    with store.engine.connect() as conn:
-        # record_event writes data with json.dumps(sort_keys=True): the result reads
-        # exactly so, and the first such attempt by id is the one derive() takes.
-        reached = conn.execute(
-            text(
-                "SELECT e.kit_id, e.referral_code, e.at FROM referral_event e JOIN "
-                "(SELECT MIN(id) AS id FROM referral_event WHERE kind = 'attempt' "
-                'AND data LIKE \'%"result": "reached"%\' GROUP BY kit_id, referral_code) f '
-                "ON e.id = f.id"
-            )
-        ).all()
-        decided = conn.execute(
-            text(
-                "SELECT kit_id, referral_code, at, data FROM referral_event "
-                "WHERE kind = 'decision' ORDER BY id"
-            )
-        ).all()
-    contacts = {(kit, code): wl._utc(at) for kit, code, at in reached}
-    decisions: dict[tuple[str, str], list[Decided]] = {}
-    for kit, code, at, data in decided:
-        found = json.loads(data)
-        decisions.setdefault((kit, code), []).append(
-            (
-                str(found.get("decision")),
-                wl._utc(at),
-                wl.parse_time(found.get("escalation_arranged_at")),
-            )
+def _all(conn: Any, sql: str) -> list[tuple[Any, ...]]:
+    """Plain tuples from the driver: a hundred thousand rows, no per-row wrapper."""
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(sql)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+def _decisions(conn: Any, sql: _Sql) -> dict[tuple[str, str], list[Decided]]:
+    out: dict[tuple[str, str], list[Decided]] = {}
+    for kit, code, at, decision, arranged in _all(conn, sql.decisions()):
+        out.setdefault((kit, code), []).append((str(decision), _time(at), _maybe(arranged)))
+    return out
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """Collection passes over a hundred thousand new tuples that hold no cycle cost more
+    than the work itself."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _one_a_visit(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """One row a visit, as worklist._visits chooses: of the latest version's records, the
+    one created last (then the first record id)."""
+    kept: dict[tuple[str, str], tuple[Any, ...]] = {}
+    for row in rows:
+        key = (row[0], row[13])
+        seen = kept.get(key)
+        if seen is None or _rank(row) > _rank(seen):
+            kept[key] = row
+    return list(kept.values()) if len(kept) < len(rows) else rows
+
+
+def _rank(row: tuple[Any, ...]) -> tuple[str, tuple[int, ...]]:
+    # Created later wins; then the smaller record id.
+    return (row[4], tuple(-ord(c) for c in row[2]))
+
+
+Intake = tuple[
+    Any, bool, str | None, str, datetime | None, frozenset[str], int | None, int | None, bool
+]
+
+
+def _of_body(digest: dict[str, Any]) -> Intake:
+    """The facts the KPIs read from a visit's digest (``visit_facts.visit``): level, void,
+    booth, event, time, rules, intake back and leg NRS, and the C2 its body was cut to."""
+    scope = digest.get("scope")
+    return (
+        digest.get("level"),
+        digest.get("void") is True,
+        digest.get("booth") or None,
+        str(digest.get("event") or ""),
+        wl.parse_time(digest.get("at")),
+        frozenset(digest.get("rules") or ()),
+        visit_facts.nrs(digest.get("back")),
+        visit_facts.nrs(digest.get("leg")),
+        isinstance(scope, dict) and scope.get("c2") is True,
+    )
+
+
+# Each visit record's digest as last read, with its facts: a digest read again is the
+# same text, so only new or changed ones are parsed (keyed by the text itself, never stale).
+_READ: weakref.WeakKeyDictionary[ServerStore, dict[str, tuple[str, Intake]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _facts(store: ServerStore, conn: Any, rows: list[tuple[Any, ...]]) -> dict[str, Intake]:
+    """Each latest visit's facts: from its digest, or from its body where the digest is
+    missing or of an older version (then worked out as the ingest would)."""
+    found: dict[str, Intake] = {}
+    unread: list[str] = []
+    seen = _READ.get(store, {})
+    kept: dict[str, tuple[str, Intake]] = {}
+    for row in rows:
+        rid, stored = row[2], row[3]
+        known = seen.get(rid)
+        if known is not None and known[0] == stored:
+            found[rid] = known[1]
+            kept[rid] = known
+            continue
+        digest = visit_facts.read(stored)
+        if digest is None:
+            unread.append(rid)
+        else:
+            found[rid] = _of_body(digest)
+            kept[rid] = (stored, found[rid])
+    _READ[store] = kept
+    for start in range(0, len(unread), 500):
+        ids = unread[start : start + 500]
+        listed = conn.execute(
+            text("SELECT record_id, body FROM record WHERE record_id IN :ids").bindparams(
+                bindparam("ids", expanding=True)
+            ),
+            {"ids": ids},
         )
-    return contacts, decisions
+        for rid, body in listed:
+            data = json.loads(body) if body else {}
+            found[rid] = _of_body(visit_facts.visit(data if isinstance(data, dict) else {}))
+    return found
 
 
 def referrals(store: ServerStore, deadlines: wl.Deadlines) -> list[Referral]:
-    """Every shared referral (open or not), the worklist's own way of deciding which."""
-    consents = wl._consents(store, light=True)
-    withdrawn = wl._withdrawn(store)
-    callbacks = wl._callbacks(store)
-    contacts, decisions = _log(store)
-    responses = _responses(store)
-    visits = wl._visits(store, light=True)
-    out = []
-    for visit in visits:
-        key = (visit.kit_id, visit.visit_id)
-        ref_key = (visit.kit_id, visit.code)
-        callback = callbacks.get(ref_key)
-        row = wl._row(visit, consents.get(key, {}), key in withdrawn, callback, [], deadlines)
-        intake = visit.facts
-        if row is None or intake is None:
+    """Every shared referral (open or not), as the worklist lists it (``wl.listed``,
+    ``wl.contact_deadline``)."""
+    sql = _Sql(store.engine.dialect.name)
+    with _no_gc():
+        return _read(store, sql, deadlines)
+
+
+def _read(store: ServerStore, sql: _Sql, deadlines: wl.Deadlines) -> list[Referral]:
+    with store.engine.connect() as conn:
+        if sql.pg:
+            # The planner cannot know that each subquery keeps one row a referral and picks
+            # nested loops or sorted merges over them; hashing is linear.
+            conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
+            conn.exec_driver_sql("SET LOCAL enable_mergejoin = off")
+            conn.exec_driver_sql("SET LOCAL enable_sort = off")
+            # The hashes and sorts of a month of referrals fit in memory (default: 4 MB).
+            conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
+        rows = _one_a_visit(_all(conn, sql.referrals()))
+        decisions = _decisions(conn, sql)
+        facts = _facts(store, conn, rows)
+    mixed = _c2_in_order(store, [(r[0], r[13]) for r in rows if r[6] and r[14]])
+    return list(_referrals(rows, decisions, facts, mixed, deadlines))
+
+
+def _c2_in_order(store: ServerStore, visits: list[tuple[str, str]]) -> dict[tuple[str, str], bool]:
+    """C2 for the few visits whose consent records disagree: the latest naming it wins."""
+    return {(k, v): wl._consents(store, k, v).get((k, v), {}).get("c2", False) for k, v in visits}
+
+
+def _referrals(
+    rows: list[tuple[Any, ...]],
+    decisions: dict[tuple[str, str], list[Decided]],
+    facts: dict[str, Intake],
+    mixed: dict[tuple[str, str], bool],
+    deadlines: wl.Deadlines,
+) -> Iterator[Referral]:
+    for row in rows:
+        kit, code, rid, _, created, received, yes, callback_end, reached = row[:9]
+        intake = facts.get(rid)
+        if intake is None:
             continue
-        answered = responses.get(ref_key, [])
-        week2 = next((r for w, r in answered if w == "w2"), None)
-        warning_at = next((r.submitted_at for _, r in answered if r.warning), None)
-        out.append(
-            Referral(
-                kit_id=row.kit_id,
-                code=row.code,
-                level=row.level,
-                rule_ids=intake.rule_ids,
-                booth=row.booth,
-                event=row.event,
-                visit_at=row.visit_at,
-                deadline=row.deadline,
-                needs_contact=row.level in ("urgent", "routine") or callback is not None,
-                first_contact_at=contacts.get(ref_key),
-                decisions=tuple(decisions.get(ref_key, ())),
-                intake_back=intake.intake_back,
-                intake_leg=intake.intake_leg,
-                week2=week2,
-                warning_at=warning_at,
-            )
+        level, void, booth, event, at, rules, back, leg, scope_c2 = intake
+        no = row[14]
+        if yes is None:
+            c2 = scope_c2
+        elif yes and no:
+            c2 = mixed.get((kit, row[13]), False)
+        else:
+            c2 = bool(yes)
+        window_end = None if callback_end is None else _time(callback_end)
+        if not wl.listed(level, void, c2, window_end, None):
+            continue
+        visit_at = at or _time(created)
+        week2_at, week2_back, week2_leg, warned = row[9:13]
+        yield Referral(
+            kit,
+            code,
+            level,
+            rules,
+            booth or kit,
+            event,
+            visit_at,
+            wl.contact_deadline(level, visit_at, _time(received), window_end, None, deadlines),
+            level in ("urgent", "routine") or window_end is not None,
+            None if reached is None else _time(reached),
+            tuple(decisions.get((kit, code), ())),
+            back,
+            leg,
+            None
+            if week2_at is None
+            else Response(_time(week2_at), _score(week2_back), _score(week2_leg)),
+            None if warned is None else _time(warned),
         )
-    return out
 
 
 def _shown(value: float | None, unit: str = "%") -> str:

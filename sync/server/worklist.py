@@ -377,14 +377,11 @@ def _bodies(store: ServerStore, ids: list[str], *, full: bool) -> dict[str, _Fac
     return cache.get(store, ids, full=full)
 
 
-def _visits(
-    store: ServerStore, kit_id: str | None = None, code: str | None = None, *, light: bool = False
-) -> list[_Visit]:
-    """The latest version of each visit that names a referral code. ``light``: facts from
-    the stored digest where there is one (what the KPIs need, no body read)."""
+def _visits(store: ServerStore, kit_id: str | None = None, code: str | None = None) -> list[_Visit]:
+    """The latest version of each visit that names a referral code."""
     sql = (
         "SELECT kit_id, visit_id, referral_code, visit_version, record_id, received_at, "
-        "created_at, digest FROM record WHERE record_type = 'visit' "
+        "created_at FROM record WHERE record_type = 'visit' "
         "AND referral_code IS NOT NULL AND visit_id IS NOT NULL AND scrubbed_at IS NULL"
     )
     params: dict[str, Any] = {}
@@ -392,16 +389,14 @@ def _visits(
         sql += " AND kit_id = :k AND referral_code = :c"
         params = {"k": kit_id, "c": code}
     latest: dict[tuple[str, str], _Visit] = {}
-    digests: dict[str, str | None] = {}
     with store.engine.connect() as conn:
         rows = conn.execute(text(sql), params).all()
-    for kit, visit_id, ref, version, rid, received, created, digest in rows:
+    for kit, visit_id, ref, version, rid, received, created in rows:
         key = (kit, visit_id)
         seen = latest.get(key)
         version = int(version or 0)
         if seen is None:
             latest[key] = _Visit(kit, visit_id, ref, version, rid, received, created)
-            digests[rid] = digest
             continue
         seen.first_received = min(seen.first_received, received)
         if (version, created) > (seen.version, seen.created_at):
@@ -411,27 +406,7 @@ def _visits(
                 ref,
                 rid,
             )
-            digests[rid] = digest
     visits = list(latest.values())
-    if light:
-        # Read once per process, as the bodies are (see _Bodies).
-        known = _LIGHT.setdefault(store, {})
-        unread = []
-        for visit in visits:
-            facts = known.get(visit.record_id)
-            if facts is None:
-                found = visit_facts.read(digests.get(visit.record_id))
-                if found is None:
-                    unread.append(visit)
-                    continue
-                facts = known[visit.record_id] = _Facts.of(found)
-            visit.facts = facts
-        if kit_id is None:
-            _LIGHT[store] = {v.record_id: v.facts for v in visits if v.facts is not None}
-        bodies = _bodies(store, [v.record_id for v in unread], full=False)
-        for visit in unread:
-            visit.facts = bodies.get(visit.record_id)
-        return visits
     bodies = _bodies(store, [v.record_id for v in visits], full=kit_id is None)
     for visit in visits:
         visit.facts = bodies.get(visit.record_id)
@@ -442,13 +417,10 @@ def _consents(
     store: ServerStore,
     kit_id: str | None = None,
     visit_id: str | None = None,
-    *,
-    light: bool = False,
 ) -> dict[tuple[str, str], dict[str, bool]]:
-    """The consent items each visit holds now: the latest event naming an item wins.
-    ``light``: read from the stored digest where there is one."""
+    """The consent items each visit holds now: the latest event naming an item wins."""
     sql = (
-        "SELECT kit_id, visit_id, record_id, digest FROM record WHERE record_type = 'consent' "
+        "SELECT kit_id, visit_id, record_id FROM record WHERE record_type = 'consent' "
         "AND scrubbed_at IS NULL"
     )
     params: dict[str, Any] = {}
@@ -458,16 +430,9 @@ def _consents(
     sql += " ORDER BY created_at, record_id"
     with store.engine.connect() as conn:
         listed = conn.execute(text(sql), params).all()
-    known: dict[str, Any] = {}
-    if light:
-        for _, _, rid, digest in listed:
-            found = visit_facts.read(digest)
-            if found is not None:
-                known[rid] = found.get("items")
-    unread = [r for _, _, r, _ in listed if r not in known]
-    bodies = {**_consent_bodies(store, unread, full=kit_id is None and not light), **known}
+    bodies = _consent_bodies(store, [r for _, _, r in listed], full=kit_id is None)
     out: dict[tuple[str, str], dict[str, bool]] = {}
-    for kit, visit, rid, _ in listed:
+    for kit, visit, rid in listed:
         items = bodies.get(rid)
         if items:
             out.setdefault((kit, visit), {}).update(items)
@@ -567,6 +532,42 @@ def derive(events: Iterable[Event]) -> State:
     return State(attempts, last, first, decision, arranged, closed, settled)
 
 
+def listed(
+    level: Any, void: bool, c2: bool, callback_end: datetime | None, alert: Alert | None
+) -> bool:
+    """Whether a visit is a referral the centre works: shared (C2), not void, of a known
+    level, and a self-care visit only with a call-back request or a follow-up warning."""
+    if void or not c2 or level not in LEVELS:
+        return False
+    return level != "self_care" or callback_end is not None or alert is not None
+
+
+def contact_deadline(
+    level: str,
+    visit_at: datetime,
+    received_at: datetime,
+    callback_end: datetime | None,
+    alert: Alert | None,
+    deadlines: Deadlines,
+) -> datetime:
+    """When a listed referral must have been called: per level, or the end of its
+    call-back window when that comes first (self-care: the window, else the warning's due)."""
+    if level == "emergency":
+        deadline = received_at + deadlines.emergency
+    elif level == "urgent":
+        deadline = visit_at + deadlines.urgent
+    elif level == "routine":
+        deadline = visit_at + deadlines.routine
+    elif callback_end is not None:
+        deadline = callback_end
+    else:
+        assert alert is not None
+        deadline = alert.due
+    if callback_end is not None and level in ("urgent", "routine"):
+        deadline = min(deadline, callback_end)
+    return deadline
+
+
 def _row(
     visit: _Visit,
     consent: dict[str, bool],
@@ -582,29 +583,12 @@ def _row(
     # Consent records, in order, decide; a typed body's own scope stands where none has.
     consent = {**facts.scope, **consent}
     level = facts.level
-    if (
-        withdrawn
-        or facts.void
-        or not consent.get("c2", False)
-        or level not in LEVELS
-        or (level == "self_care" and callback is None and alert is None)
-    ):
+    callback_end = None if callback is None else callback[1]
+    if withdrawn or not listed(level, facts.void, consent.get("c2", False), callback_end, alert):
         return None
     received = _utc(visit.first_received)
     visit_at = facts.visit_at or _utc(visit.created_at)
-    if level == "emergency":
-        deadline = received + deadlines.emergency
-    elif level == "urgent":
-        deadline = visit_at + deadlines.urgent
-    elif level == "routine":
-        deadline = visit_at + deadlines.routine
-    elif callback is not None:
-        deadline = callback[1]
-    else:
-        assert alert is not None
-        deadline = alert.due
-    if callback is not None and level in ("urgent", "routine"):
-        deadline = min(deadline, callback[1])
+    deadline = contact_deadline(level, visit_at, received, callback_end, alert, deadlines)
     row = Row(
         kit_id=visit.kit_id,
         code=visit.code,
