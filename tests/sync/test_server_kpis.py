@@ -202,3 +202,38 @@ def test_a_withdrawal_clears_the_digest_and_the_referral_leaves_the_kpis(sqlite_
             ).all()
         assert kept and all(d is None for (d,) in kept)
         assert {r.code for r in kpis.referrals(store, Deadlines())} == before - {code}
+
+
+@pytest.mark.parametrize("order", [("false", "true"), ("true", "false")])
+def test_when_consent_records_disagree_on_c2_the_latest_decides(
+    db_url: str, order: tuple[str, str]
+) -> None:
+    """As the worklist reads consents: the latest record naming C2 wins, whatever the
+    visit's own scope says (records written straight into the store, in either order)."""
+    with run_clinic(db_url) as clinic:
+        store = clinic.live.store
+        kit_of = kpi_month.build(clinic)
+        code = kpi_month.code_of("R1")
+        with store.engine.begin() as conn:
+            visit_id = conn.execute(
+                text("SELECT visit_id FROM record WHERE referral_code = :c"), {"c": code}
+            ).scalar_one()
+            for n, granted in enumerate(order):
+                body = {"visit_id": visit_id, "items": {"c2": granted == "true"}}
+                conn.execute(
+                    text(
+                        "INSERT INTO record (record_id, kit_id, record_type, schema_version, "
+                        "content_hash, created_at, received_at, signature, visit_id, payload, "
+                        "body) VALUES (:r, :k, 'consent', 2, :h, :c, :c, 'x', :v, '{}', :b)"
+                    ),
+                    {
+                        "r": f"later-consent-{n}",
+                        "k": kit_of["R1"],
+                        "h": "0" * 64,
+                        "c": f"2099-01-0{n + 1}T00:00:00.000000Z",
+                        "v": visit_id,
+                        "b": json.dumps(body),
+                    },
+                )
+        listed = {r.code for r in kpis.referrals(store, Deadlines())}
+        assert (code in listed) is (order[-1] == "true")
