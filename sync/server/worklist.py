@@ -124,6 +124,7 @@ class Row:
     phone: str | None
     state: State = field(default_factory=State)
     alert: Alert | None = None
+    booking: tuple[datetime, datetime] | None = None  # the booked call's start and end
 
     @property
     def alerting(self) -> bool:
@@ -173,6 +174,10 @@ class Row:
                 None
                 if self.callback is None
                 else " to ".join(shown(t, zone) for t in self.callback)
+            ),
+            "booking": None if self.booking is None else [iso(t) for t in self.booking],
+            "booking_shown": (
+                None if self.booking is None else " to ".join(shown(t, zone) for t in self.booking)
             ),
             "phone": self.phone,
             "attempts": self.state.attempts,
@@ -491,6 +496,27 @@ def _callbacks(
         }
 
 
+def _bookings(
+    store: ServerStore, kit_id: str | None = None, code: str | None = None
+) -> dict[tuple[str, str], tuple[datetime, datetime]]:
+    """Each referral's booked call: its slot's start and end."""
+    sql = (
+        "SELECT b.kit_id, b.referral_code, s.starts_at, s.minutes FROM call_booking AS b "
+        "JOIN call_slot AS s ON s.id = b.slot_id WHERE b.status = 'booked'"
+    )
+    params: dict[str, Any] = {}
+    if kit_id is not None:
+        sql += " AND b.kit_id = :k AND b.referral_code = :c"
+        params = {"k": kit_id, "c": code}
+    sql += " ORDER BY b.id"
+    out = {}
+    with store.engine.connect() as conn:
+        for k, c, start, minutes in conn.execute(text(sql), params):
+            begins = _utc(start)
+            out[(k, c)] = (begins, begins + timedelta(minutes=int(minutes)))
+    return out
+
+
 def _alerts(
     store: ServerStore, deadlines: Deadlines, kit_id: str | None = None, code: str | None = None
 ) -> dict[tuple[str, str], Alert]:
@@ -646,7 +672,10 @@ def _data_version(store: ServerStore) -> tuple[Any, ...]:
                 "(SELECT COUNT(*) FROM callback_request WHERE cancelled_at IS NOT NULL), "
                 "(SELECT COUNT(*) FROM withdrawal), "
                 "(SELECT MAX(id) FROM followup_response), "
-                "(SELECT COUNT(*) FROM followup_response WHERE superseded_at IS NOT NULL)"
+                "(SELECT COUNT(*) FROM followup_response WHERE superseded_at IS NOT NULL), "
+                # Booked calls: a new booking row, or one booked or given back.
+                "(SELECT MAX(id) FROM call_booking), "
+                "(SELECT COUNT(*) FROM call_booking WHERE status = 'booked')"
             )
         ).one()
     return tuple(row)
@@ -720,6 +749,7 @@ def _worklist(store: ServerStore, deadlines: Deadlines) -> list[Row]:
     callbacks = _callbacks(store)
     events = _events(store)
     alerts = _alerts(store, deadlines)
+    bookings = _bookings(store)
     rows = []
     for visit in _visits(store):
         key = (visit.kit_id, visit.visit_id)
@@ -734,7 +764,7 @@ def _worklist(store: ServerStore, deadlines: Deadlines) -> list[Row]:
             alerts.get(ref),
         )
         if row is not None and row.open:
-            rows.append(row)
+            rows.append(replace(row, booking=bookings.get(ref)))
     return sorted(rows, key=order_key)
 
 
@@ -759,7 +789,8 @@ def referral(store: ServerStore, deadlines: Deadlines, kit_id: str, code: str) -
     row = _row(visit, consent, withdrawn, callback, events, deadlines, alert)
     if row is None:
         return None
-    return Detail(row, events)
+    booking = _bookings(store, kit_id, code).get((kit_id, code))
+    return Detail(replace(row, booking=booking), events)
 
 
 def record_event(

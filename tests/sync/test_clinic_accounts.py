@@ -4,6 +4,7 @@ CSRF, idle timeout, attempt limits, disabled accounts, and the access audit."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import text
@@ -270,3 +271,15 @@ def test_the_worklists_own_refresh_does_not_keep_a_session_alive(db_url: str) ->
         assert web.get(clinic.url + "/worklist.json", timeout=10).status_code == 401
         answer = web.get(clinic.url + "/", allow_redirects=False, timeout=10)
         assert answer.status_code == 303 and answer.headers["location"] == "/clinic/signin"
+
+
+def test_the_audit_page_shows_times_in_the_clinics_zone(sqlite_url: str) -> None:
+    with run_clinic(sqlite_url, clinic_timezone="America/New_York") as clinic:
+        clinic.accounts.add_user("cora", "coordinator", PASSWORD)
+        cora = sign_in(clinic, "cora")
+        page = cora.get(clinic.url + "/audit", timeout=10).text
+        at = clinic.clock()
+        local = at.astimezone(ZoneInfo("America/New_York")).strftime("%Y-%m-%d %H:%M %Z")
+        assert local.endswith(("EST", "EDT")) and f">{local}</time>" in page
+        assert f'datetime="{at.strftime("%Y-%m-%dT%H:%M")}' in page
+        assert "times in America/New_York time" in page

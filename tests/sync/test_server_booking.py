@@ -707,3 +707,23 @@ def test_after_the_decision_the_page_no_longer_waits_for_a_call() -> None:
     assert "What was arranged" in after and "urgent in-person review" in after
     assert "If nobody has called you by" not in after
     assert "Cancel the call-back" not in after and "<form" not in after
+
+
+def test_the_worklist_row_shows_the_booked_call_and_drops_it_on_cancel(
+    centre: LiveServer,
+) -> None:
+    kit = enroll_kit(centre)
+    code = _attendee(centre, kit)
+    slot = _slot(centre, datetime(2026, 11, 24, 9, 0, tzinfo=UTC), minutes=20)
+
+    def row() -> Any:
+        return next(r for r in worklist(centre.store, Deadlines()) if r.code == code)
+
+    assert row().booking is None  # read once before, so a stale list would show
+    _book(centre, kit, code, slot)
+    booked = row()
+    assert booked.booking == (slot.starts_at, slot.starts_at + timedelta(minutes=20))
+    shown = booked.as_json(START, LONDON)
+    assert shown["booking_shown"] == "2026-11-24 09:00 GMT to 2026-11-24 09:20 GMT"
+    assert _post(centre, code, _sig(kit, code), "cancel").status_code == 303
+    assert row().booking is None

@@ -368,14 +368,21 @@ async def add_event(
 
 
 @router.get("/audit", response_class=HTMLResponse)
-def audit_page(request: Request, accounts: AccountsDep) -> Response:
+def audit_page(request: Request, accounts: AccountsDep, settings: Settings) -> Response:
     session = _signed_in(request, accounts)
     assert session.user is not None
     if session.user.role != "coordinator":
         return _refused("The access audit is for coordinators.")
     entries = accounts.audit_entries(limit=500)
     accounts.audit(session.user, "view_audit", None, None, "")
-    return _page("audit.html", session=session, entries=entries)
+    zone = _zone(settings)
+    return _page(
+        "audit.html",
+        session=session,
+        entries=entries,
+        when=lambda at: wl.shown(wl.parse_time(at), zone),
+        **_in_zone(zone),
+    )
 
 
 @router.get("/audit.json")

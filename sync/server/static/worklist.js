@@ -54,7 +54,8 @@
       var when = document.createElement("small");
       when.textContent = r.deadline_shown;
       due.appendChild(when);
-      cell(tr, r.callback_shown || "none");
+      cell(tr, r.booking_shown ? "Booked call " + r.booking_shown
+        : r.callback_shown ? "Call-back " + r.callback_shown : "none");
       cell(tr, r.phone || "not shared");
       cell(tr, String(r.attempts) + (r.last_attempt ? " (" + r.last_attempt.replace("_", " ") + ")" : ""));
       fresh.appendChild(tr);
