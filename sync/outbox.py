@@ -5,9 +5,9 @@ record it carries, drained by the sync client.
 store, the run, the purge, the status lines) is one of its methods, and
 :data:`UNSENT_STATES` is the one definition of "unsent".
 
-The table lives in the kit's SQLite file; the kit's store creates it through its own
-migrations (with :data:`OUTBOX_DDL`) and calls :func:`enqueue` inside its write
-transactions. A row is an envelope from ``sync.records.make_record`` and its content hash.
+The table lives in the kit's SQLite file; :class:`OutboxRow` is its schema (the kit's store
+creates it with the store's other tables) and the store calls :func:`enqueue` inside its
+write transactions. A row is an envelope from ``sync.records.make_record`` and its content hash.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import CheckConstraint, Connection, Engine, Index, Text, text
 from sqlmodel import Field, SQLModel
 
 from sync import protocol as p
@@ -40,48 +40,36 @@ def unsent_sql(alias: str = "") -> str:
 
 _UNSENT = unsent_sql()
 
-OUTBOX_DDL: tuple[str, ...] = (
-    """CREATE TABLE outbox (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        record_id TEXT NOT NULL UNIQUE,
-        record_type TEXT NOT NULL,
-        visit_id TEXT,
-        payload TEXT NOT NULL,
-        content_hash TEXT NOT NULL,
-        state TEXT NOT NULL DEFAULT 'pending'
-            CHECK (state IN ('pending', 'sent', 'confirmed', 'set_aside')),
-        attempts INTEGER NOT NULL DEFAULT 0,
-        next_attempt_at TEXT,
-        last_error TEXT,
-        created_at TEXT NOT NULL,
-        sent_at TEXT,
-        confirmed_at TEXT,
-        receipt TEXT
-    )""",
-    "CREATE INDEX outbox_state ON outbox(state, id)",
-    "CREATE INDEX outbox_visit ON outbox(visit_id)",
-)
-
 
 class OutboxRow(SQLModel, table=True):
     """A record waiting for (or holding) the server's receipt."""
 
     __tablename__ = "outbox"
+    __table_args__ = (
+        CheckConstraint(f"state IN ({', '.join(repr(s) for s in OUTBOX_STATES)})"),
+        Index("outbox_state", "state", "id"),
+        Index("outbox_visit", "visit_id"),
+        # The reconciliation counts from this index alone instead of reading every payload.
+        Index("outbox_reconcile", "state", "visit_id", "sent_at", "last_error"),
+        {"sqlite_autoincrement": True},
+    )
 
-    id: int | None = Field(default=None, primary_key=True)
-    record_id: str = Field(unique=True)
-    record_type: str
-    visit_id: str | None = Field(default=None, index=True)
-    payload: str
-    content_hash: str
-    state: str = "pending"
-    attempts: int = 0
-    next_attempt_at: str | None = None
-    last_error: str | None = None
-    created_at: str
-    sent_at: str | None = None
-    confirmed_at: str | None = None
-    receipt: str | None = None
+    id: int | None = Field(default=None, primary_key=True, nullable=True)
+    record_id: str = Field(unique=True, sa_type=Text)
+    record_type: str = Field(sa_type=Text)
+    visit_id: str | None = Field(default=None, sa_type=Text)
+    payload: str = Field(sa_type=Text)
+    content_hash: str = Field(sa_type=Text)
+    state: str = Field(
+        default="pending", sa_type=Text, sa_column_kwargs={"server_default": "pending"}
+    )
+    attempts: int = Field(default=0, sa_column_kwargs={"server_default": text("0")})
+    next_attempt_at: str | None = Field(default=None, sa_type=Text)
+    last_error: str | None = Field(default=None, sa_type=Text)
+    created_at: str = Field(sa_type=Text)
+    sent_at: str | None = Field(default=None, sa_type=Text)
+    confirmed_at: str | None = Field(default=None, sa_type=Text)
+    receipt: str | None = Field(default=None, sa_type=Text)
 
 
 def utc_iso(moment: datetime) -> str:
