@@ -2,7 +2,8 @@
 record it carries, drained by the sync client.
 
 :class:`Outbox` is the one repository for the table: every outbox query of the kit (the
-store, the run, the purge, the status lines) is one of its methods, and
+store, the run, the purge, the status lines, the reconciliation, the sync state beside each
+listed visit) is one of its methods, and
 :data:`UNSENT_STATES` is the one definition of "unsent".
 
 The table lives in the kit's SQLite file; :class:`OutboxRow` is its schema (the kit's store
@@ -160,6 +161,34 @@ class ConfirmedRecord:
 
 
 @dataclass(frozen=True)
+class HeldRecord:
+    """A set-aside row of a visit, with the visit's referral code (for the report)."""
+
+    record_id: str
+    record_type: str
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class VisitRecords:
+    """The outbox rows of a period's visits: the reconciliation's figures."""
+
+    records: int
+    sent: int
+    """Sent at least once, or confirmed."""
+    confirmed: int
+    unsent: int
+    """Unsent (:data:`UNSENT_STATES`): still only on this kit."""
+    set_aside: list[HeldRecord]
+    """Set-aside rows, in outbox order."""
+    unsent_codes: list[str]
+    """Codes of the visits with an unsent row, in the order their first one was queued."""
+    last_error: str | None
+    """The latest reason an unsent row is still waiting."""
+
+
+@dataclass(frozen=True)
 class QueuedRow:
     """An outbox row as the run reads it."""
 
@@ -246,6 +275,66 @@ class Outbox:
             ).all()
         counts = {bool(aside): int(n) for aside, n in rows}
         return counts.get(False, 0), counts.get(True, 0)
+
+    def of_visits(
+        self, conn: Connection, *, created: tuple[datetime, datetime] | None
+    ) -> VisitRecords:
+        """Where the rows of the visits created in ``created`` (every visit when None)
+        are, counted in SQL on the caller's transaction (with the visit counts it reads):
+        a kit that served many events holds tens of thousands of rows."""
+        where, params = "", {}
+        if created is not None:
+            where = "WHERE v.created_at >= :s AND v.created_at < :u"
+            params = {"s": utc_iso(created[0]), "u": utc_iso(created[1])}
+        unsent = unsent_sql("o")
+        joined = f"FROM outbox o JOIN visit v ON v.visit_id = o.visit_id {where}"
+        and_ = "AND" if where else "WHERE"
+        totals = conn.execute(
+            text(
+                "SELECT COUNT(*), "
+                "COALESCE(SUM(o.sent_at IS NOT NULL OR o.state = 'confirmed'), 0), "
+                "COALESCE(SUM(o.state = 'confirmed'), 0), "
+                f"COALESCE(SUM({unsent}), 0) {joined}"
+            ),
+            params,
+        ).one()
+        held = conn.execute(
+            text(
+                "SELECT o.record_id, o.record_type, v.referral_code, o.last_error "
+                f"{joined} {and_} o.state = 'set_aside' ORDER BY o.id"
+            ),
+            params,
+        ).all()
+        codes = conn.execute(
+            text(
+                f"SELECT v.referral_code {joined} {and_} {unsent} "
+                "GROUP BY v.referral_code ORDER BY MIN(o.id)"
+            ),
+            params,
+        ).scalars()
+        last_error = conn.execute(
+            text(
+                f"SELECT o.last_error {joined} {and_} {unsent} "
+                "AND o.last_error IS NOT NULL AND o.last_error != '' ORDER BY o.id DESC LIMIT 1"
+            ),
+            params,
+        ).scalar()
+        records, sent, confirmed, unsent_rows = map(int, totals)
+        return VisitRecords(
+            records=records,
+            sent=sent,
+            confirmed=confirmed,
+            unsent=unsent_rows,
+            set_aside=[HeldRecord(r[0], r[1], r[2], r[3] or "") for r in held],
+            unsent_codes=list(codes),
+            last_error=last_error,
+        )
+
+    @staticmethod
+    def state_of_sql(record_id: str) -> str:
+        """A subquery for the outbox state of the record whose id is the column
+        ``record_id`` (for a query that lists records with their sync state)."""
+        return f"(SELECT state FROM outbox o WHERE o.record_id = {record_id})"
 
     def rows(self, state: OutboxState, *, after: int, limit: int) -> list[QueuedRow]:
         """Rows in ``state`` after row id ``after``, oldest first."""
