@@ -194,7 +194,7 @@ def test_a_store_from_the_field_is_adopted_as_it_is(config: KitConfig, tmp_path:
         again.close()
 
 
-def test_the_frozen_ddl_is_not_the_models_own(tmp_path: Path) -> None:
+def test_the_comparison_shows_a_schema_that_strays(tmp_path: Path) -> None:
     """The comparison can fail: a file whose schema strays from the models (an index
     missing, a column without its default) shows the differences."""
     path = tmp_path / "kit.sqlite3"
@@ -216,7 +216,7 @@ def test_the_frozen_ddl_is_not_the_models_own(tmp_path: Path) -> None:
     assert ("modify_default", "audit", "detail") in kinds
 
 
-Fresh = Callable[[Path], Store]
+MakeStore = Callable[[Path], Store]
 
 
 def _fresh(path: Path) -> Store:
@@ -262,7 +262,7 @@ def _adopted(path: Path) -> Store:
     ],
 )
 def test_both_refuse_what_the_constraints_forbid(
-    tmp_path: Path, make: Fresh, statement: str
+    tmp_path: Path, make: MakeStore, statement: str
 ) -> None:
     store = make(tmp_path / "kit.sqlite3")
     try:
@@ -414,3 +414,28 @@ def test_the_key_is_in_no_log_line_and_no_url(
             assert form not in str(engine.url) and form not in str(new.engine.url)
     engine.dispose()
     new.close()
+
+
+def test_a_creation_cut_short_leaves_no_half_store(tmp_path: Path) -> None:
+    """The tables and the stamp are one transaction: when stamping fails (here the
+    revisions' environment itself fails), no table is left behind and the next open
+    creates the store whole."""
+    location = later_release(tmp_path)
+    (location / "env.py").write_text("raise RuntimeError('environment failed')\n")
+    path = tmp_path / "kit.sqlite3"
+    store = Store(path)  # made and stamped
+    store.close()
+    path.unlink()
+    for suffix in ("-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    engine = make_engine(path, store.key)
+    try:
+        with pytest.raises(RuntimeError, match="environment failed"):
+            migrate(engine, path, key=store.key, script_location=location)
+        with engine.connect() as conn:
+            left = conn.execute(text("SELECT name FROM sqlite_master")).scalars().all()
+        assert left == []
+        assert migrate(engine, path, key=store.key) == int(HEAD)
+        assert differences(engine) == []
+    finally:
+        engine.dispose()
