@@ -19,7 +19,7 @@ from popup_kit.domain import ON_THE_SLIP_PAGE
 from popup_kit.enrolment import enrolled_with, require_credentials
 from popup_kit.store import Store
 from popup_kit.store.db import iso, utc_now
-from sync.outbox import unsent_sql
+from sync.outbox import Outbox
 
 if TYPE_CHECKING:
     from sync.client import SyncConfig, SyncSummary
@@ -103,8 +103,6 @@ def purge(config: KitConfig, store: Store, creds: KitCredentials, *, now: dateti
     """Remove contact details (the only personal data kept) from visits whose every record
     the server confirmed with a verified receipt more than the retention period ago; the
     non-personal skeleton and the receipts stay. Never before."""
-    from sync.outbox import Outbox
-
     outbox = Outbox(store.engine)
     cutoff = now - timedelta(days=config.retention_days)
     due = outbox.confirmed_visits(creds.receipt_key, before=cutoff)
@@ -139,8 +137,6 @@ def purge(config: KitConfig, store: Store, creds: KitCredentials, *, now: dateti
 
 
 def status(store: Store) -> OutboxStatus:
-    from sync.outbox import Outbox
-
     return Outbox(store.engine).status()
 
 
@@ -231,54 +227,21 @@ def reconcile(
         ).all()
         report.withdrawn_visits = len(withdrawals)
         report.withdrawn_on_slip_page = [code for code, on_page in withdrawals if on_page]
-        # Counted in SQL: a kit that served many events holds tens of thousands of rows.
-        unsent = unsent_sql("o")
-        joined = f"FROM outbox o JOIN visit v ON v.visit_id = o.visit_id {where}"
-        and_ = "AND" if where else "WHERE"
-        totals = conn.execute(
-            text(
-                "SELECT COUNT(*), "
-                "COALESCE(SUM(o.sent_at IS NOT NULL OR o.state = 'confirmed'), 0), "
-                "COALESCE(SUM(o.state = 'confirmed'), 0), "
-                f"COALESCE(SUM({unsent}), 0) {joined}"
-            ),
-            params,
-        ).one()
-        report.records, report.sent, report.confirmed, report.only_here = map(int, totals)
-        set_aside = conn.execute(
-            text(
-                "SELECT o.record_id, o.record_type, v.referral_code, o.last_error "
-                f"{joined} {and_} o.state = 'set_aside' ORDER BY o.id"
-            ),
-            params,
-        ).all()
-        for record_id, record_type, code, last_error in set_aside:
-            entry = {
-                "record_id": record_id,
-                "type": record_type,
-                "code": code,
-                "reason": last_error or "",
-            }
-            if (last_error or "").startswith("conflict"):
-                report.conflicts.append(entry)
-            else:
-                report.set_aside.append(entry)
-        report.only_here_codes = list(
-            conn.execute(
-                text(
-                    f"SELECT v.referral_code {joined} {and_} {unsent} "
-                    "GROUP BY v.referral_code ORDER BY MIN(o.id)"
-                ),
-                params,
-            ).scalars()
-        )
-        report.last_error = conn.execute(
-            text(
-                f"SELECT o.last_error {joined} {and_} {unsent} "
-                "AND o.last_error IS NOT NULL AND o.last_error != '' ORDER BY o.id DESC LIMIT 1"
-            ),
-            params,
-        ).scalar()
+        rows = Outbox(store.engine).of_visits(conn, created=bounds)
+    report.records, report.sent, report.confirmed = rows.records, rows.sent, rows.confirmed
+    report.only_here, report.only_here_codes = rows.unsent, rows.unsent_codes
+    report.last_error = rows.last_error
+    for held in rows.set_aside:
+        entry = {
+            "record_id": held.record_id,
+            "type": held.record_type,
+            "code": held.code,
+            "reason": held.reason,
+        }
+        if held.reason.startswith("conflict"):
+            report.conflicts.append(entry)
+        else:
+            report.set_aside.append(entry)
     return report
 
 

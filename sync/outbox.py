@@ -2,12 +2,13 @@
 record it carries, drained by the sync client.
 
 :class:`Outbox` is the one repository for the table: every outbox query of the kit (the
-store, the run, the purge, the status lines) is one of its methods, and
+store, the run, the purge, the status lines, the reconciliation, the sync state beside each
+listed visit) is one of its methods, and
 :data:`UNSENT_STATES` is the one definition of "unsent".
 
-The table lives in the kit's SQLite file; the kit's store creates it through its own
-migrations (with :data:`OUTBOX_DDL`) and calls :func:`enqueue` inside its write
-transactions. A row is an envelope from ``sync.records.make_record`` and its content hash.
+The table lives in the kit's SQLite file; :class:`OutboxRow` is its schema (the kit's store
+creates it with the store's other tables) and the store calls :func:`enqueue` inside its
+write transactions. A row is an envelope from ``sync.records.make_record`` and its content hash.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import CheckConstraint, Connection, Engine, Index, Text, text
 from sqlmodel import Field, SQLModel
 
 from sync import protocol as p
@@ -40,48 +41,36 @@ def unsent_sql(alias: str = "") -> str:
 
 _UNSENT = unsent_sql()
 
-OUTBOX_DDL: tuple[str, ...] = (
-    """CREATE TABLE outbox (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        record_id TEXT NOT NULL UNIQUE,
-        record_type TEXT NOT NULL,
-        visit_id TEXT,
-        payload TEXT NOT NULL,
-        content_hash TEXT NOT NULL,
-        state TEXT NOT NULL DEFAULT 'pending'
-            CHECK (state IN ('pending', 'sent', 'confirmed', 'set_aside')),
-        attempts INTEGER NOT NULL DEFAULT 0,
-        next_attempt_at TEXT,
-        last_error TEXT,
-        created_at TEXT NOT NULL,
-        sent_at TEXT,
-        confirmed_at TEXT,
-        receipt TEXT
-    )""",
-    "CREATE INDEX outbox_state ON outbox(state, id)",
-    "CREATE INDEX outbox_visit ON outbox(visit_id)",
-)
-
 
 class OutboxRow(SQLModel, table=True):
     """A record waiting for (or holding) the server's receipt."""
 
     __tablename__ = "outbox"
+    __table_args__ = (
+        CheckConstraint(f"state IN ({', '.join(repr(s) for s in OUTBOX_STATES)})"),
+        Index("outbox_state", "state", "id"),
+        Index("outbox_visit", "visit_id"),
+        # The reconciliation counts from this index alone instead of reading every payload.
+        Index("outbox_reconcile", "state", "visit_id", "sent_at", "last_error"),
+        {"sqlite_autoincrement": True},
+    )
 
-    id: int | None = Field(default=None, primary_key=True)
-    record_id: str = Field(unique=True)
-    record_type: str
-    visit_id: str | None = Field(default=None, index=True)
-    payload: str
-    content_hash: str
-    state: str = "pending"
-    attempts: int = 0
-    next_attempt_at: str | None = None
-    last_error: str | None = None
-    created_at: str
-    sent_at: str | None = None
-    confirmed_at: str | None = None
-    receipt: str | None = None
+    id: int | None = Field(default=None, primary_key=True, nullable=True)
+    record_id: str = Field(unique=True, sa_type=Text)
+    record_type: str = Field(sa_type=Text)
+    visit_id: str | None = Field(default=None, sa_type=Text)
+    payload: str = Field(sa_type=Text)
+    content_hash: str = Field(sa_type=Text)
+    state: str = Field(
+        default="pending", sa_type=Text, sa_column_kwargs={"server_default": "pending"}
+    )
+    attempts: int = Field(default=0, sa_column_kwargs={"server_default": text("0")})
+    next_attempt_at: str | None = Field(default=None, sa_type=Text)
+    last_error: str | None = Field(default=None, sa_type=Text)
+    created_at: str = Field(sa_type=Text)
+    sent_at: str | None = Field(default=None, sa_type=Text)
+    confirmed_at: str | None = Field(default=None, sa_type=Text)
+    receipt: str | None = Field(default=None, sa_type=Text)
 
 
 def utc_iso(moment: datetime) -> str:
@@ -172,6 +161,34 @@ class ConfirmedRecord:
 
 
 @dataclass(frozen=True)
+class HeldRecord:
+    """A set-aside row of a visit, with the visit's referral code (for the report)."""
+
+    record_id: str
+    record_type: str
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class VisitRecords:
+    """The outbox rows of a period's visits: the reconciliation's figures."""
+
+    records: int
+    sent: int
+    """Sent at least once, or confirmed."""
+    confirmed: int
+    unsent: int
+    """Unsent (:data:`UNSENT_STATES`): still only on this kit."""
+    set_aside: list[HeldRecord]
+    """Set-aside rows, in outbox order."""
+    unsent_codes: list[str]
+    """Codes of the visits with an unsent row, in the order their first one was queued."""
+    last_error: str | None
+    """The latest reason an unsent row is still waiting."""
+
+
+@dataclass(frozen=True)
 class QueuedRow:
     """An outbox row as the run reads it."""
 
@@ -258,6 +275,66 @@ class Outbox:
             ).all()
         counts = {bool(aside): int(n) for aside, n in rows}
         return counts.get(False, 0), counts.get(True, 0)
+
+    def of_visits(
+        self, conn: Connection, *, created: tuple[datetime, datetime] | None
+    ) -> VisitRecords:
+        """Where the rows of the visits created in ``created`` (every visit when None)
+        are, counted in SQL on the caller's transaction (with the visit counts it reads):
+        a kit that served many events holds tens of thousands of rows."""
+        where, params = "", {}
+        if created is not None:
+            where = "WHERE v.created_at >= :s AND v.created_at < :u"
+            params = {"s": utc_iso(created[0]), "u": utc_iso(created[1])}
+        unsent = unsent_sql("o")
+        joined = f"FROM outbox o JOIN visit v ON v.visit_id = o.visit_id {where}"
+        and_ = "AND" if where else "WHERE"
+        totals = conn.execute(
+            text(
+                "SELECT COUNT(*), "
+                "COALESCE(SUM(o.sent_at IS NOT NULL OR o.state = 'confirmed'), 0), "
+                "COALESCE(SUM(o.state = 'confirmed'), 0), "
+                f"COALESCE(SUM({unsent}), 0) {joined}"
+            ),
+            params,
+        ).one()
+        held = conn.execute(
+            text(
+                "SELECT o.record_id, o.record_type, v.referral_code, o.last_error "
+                f"{joined} {and_} o.state = 'set_aside' ORDER BY o.id"
+            ),
+            params,
+        ).all()
+        codes = conn.execute(
+            text(
+                f"SELECT v.referral_code {joined} {and_} {unsent} "
+                "GROUP BY v.referral_code ORDER BY MIN(o.id)"
+            ),
+            params,
+        ).scalars()
+        last_error = conn.execute(
+            text(
+                f"SELECT o.last_error {joined} {and_} {unsent} "
+                "AND o.last_error IS NOT NULL AND o.last_error != '' ORDER BY o.id DESC LIMIT 1"
+            ),
+            params,
+        ).scalar()
+        records, sent, confirmed, unsent_rows = map(int, totals)
+        return VisitRecords(
+            records=records,
+            sent=sent,
+            confirmed=confirmed,
+            unsent=unsent_rows,
+            set_aside=[HeldRecord(r[0], r[1], r[2], r[3] or "") for r in held],
+            unsent_codes=list(codes),
+            last_error=last_error,
+        )
+
+    @staticmethod
+    def state_of_sql(record_id: str) -> str:
+        """A subquery for the outbox state of the record whose id is the column
+        ``record_id`` (for a query that lists records with their sync state)."""
+        return f"(SELECT state FROM outbox o WHERE o.record_id = {record_id})"
 
     def rows(self, state: OutboxState, *, after: int, limit: int) -> list[QueuedRow]:
         """Rows in ``state`` after row id ``after``, oldest first."""

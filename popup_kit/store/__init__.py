@@ -62,10 +62,10 @@ SELECT v.visit_id, v.kit_id, v.referral_code, v.created_at AS visit_created_at,
          ORDER BY c.created_at DESC, c.rowid DESC LIMIT 1) AS consent_items,
        (SELECT text_version FROM consent_event c WHERE c.visit_id = v.visit_id
          AND c.kind = 'initial' LIMIT 1) AS consent_version,
-       (SELECT state FROM outbox o WHERE o.record_id = vv.record_id) AS sync_state
+       {sync_state} AS sync_state
 FROM visit v JOIN visit_version vv
   ON vv.visit_id = v.visit_id AND vv.version = v.latest_version
-"""
+""".format(sync_state=Outbox.state_of_sql("vv.record_id"))
 
 
 class Store:

@@ -1,120 +1,43 @@
-"""The kit's SQLite file: engine set-up and numbered migrations.
+"""The kit's SQLite file: engine set-up and its schema.
 
 One file in the data directory, opened with WAL, ``synchronous=FULL`` (a committed visit
 survives a power cut), a busy timeout and foreign keys. Writes take the write lock at
-``BEGIN IMMEDIATE`` so two writers queue instead of failing half way. Migrations run in
-one transaction each; a database that already holds data is copied aside first, so an
-upgrade in the field can always be undone.
+``BEGIN IMMEDIATE`` so two writers queue instead of failing half way.
+
+The schema is the SQLModel tables (``popup_kit.store.tables``): a new file is created from
+them and stamped at the newest Alembic revision (``popup_kit/store/migrations``); later
+changes are revisions, run in one transaction on the store's own keyed connection. A file
+that already holds data is copied aside before an upgrade, so one in the field can always
+be undone.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import Connection
 
+from popup_kit.store.migrations import BASELINE, HEAD, MIGRATIONS_DIR
 from sync.files import private_dir
-from sync.outbox import OUTBOX_DDL
 from sync.sqlite import backup_to, sqlite_engine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+# Before Alembic the schema was numbered in ``schema_migration``; every store in the field
+# is at 2. Adopting one adds the row 3, so a popup-kit from before refuses it as newer.
+LEGACY_VERSION = 2
+LEGACY_MARK = 3
 
 
 class StoreError(RuntimeError):
     """The visit store cannot be opened or used; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class Migration:
-    version: int
-    name: str
-    statements: tuple[str, ...]
-
-
-def _m1() -> tuple[str, ...]:
-    return (
-        """CREATE TABLE visit (
-            visit_id TEXT PRIMARY KEY,
-            kit_id TEXT NOT NULL,
-            referral_code TEXT NOT NULL UNIQUE,
-            created_at TEXT NOT NULL,
-            latest_version INTEGER NOT NULL
-        )""",
-        "CREATE INDEX visit_created ON visit(created_at)",
-        """CREATE TABLE visit_version (
-            record_id TEXT PRIMARY KEY,
-            visit_id TEXT NOT NULL REFERENCES visit(visit_id),
-            version INTEGER NOT NULL,
-            supersedes TEXT,
-            created_at TEXT NOT NULL,
-            volunteer TEXT NOT NULL,
-            language TEXT NOT NULL,
-            status TEXT NOT NULL CHECK (status IN ('active', 'void')),
-            void_reason TEXT,
-            note TEXT,
-            answers TEXT NOT NULL,
-            outcome TEXT NOT NULL,
-            triage TEXT NOT NULL,
-            forms_version TEXT NOT NULL,
-            contact_name TEXT,
-            contact_phone TEXT,
-            purged_at TEXT,
-            UNIQUE (visit_id, version)
-        )""",
-        """CREATE TABLE consent_event (
-            consent_id TEXT PRIMARY KEY,
-            visit_id TEXT NOT NULL REFERENCES visit(visit_id),
-            kind TEXT NOT NULL CHECK (kind IN ('initial', 'withdrawal')),
-            items TEXT NOT NULL,
-            text_version TEXT NOT NULL,
-            text_hash TEXT NOT NULL,
-            language TEXT NOT NULL,
-            method TEXT NOT NULL,
-            volunteer TEXT NOT NULL,
-            created_at TEXT NOT NULL
-        )""",
-        "CREATE INDEX consent_visit ON consent_event(visit_id)",
-        """CREATE TABLE draft (
-            draft_id TEXT PRIMARY KEY,
-            volunteer TEXT NOT NULL,
-            language TEXT NOT NULL,
-            state TEXT NOT NULL,
-            created_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL
-        )""",
-        """CREATE TABLE tally (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            kind TEXT NOT NULL CHECK (kind IN ('ineligible', 'consent_refused')),
-            volunteer TEXT NOT NULL,
-            created_at TEXT NOT NULL
-        )""",
-        "CREATE INDEX tally_created ON tally(created_at)",
-        """CREATE TABLE audit (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            at TEXT NOT NULL,
-            actor TEXT NOT NULL,
-            action TEXT NOT NULL,
-            visit_id TEXT,
-            detail TEXT NOT NULL DEFAULT ''
-        )""",
-        "CREATE INDEX audit_visit ON audit(visit_id)",
-        *OUTBOX_DDL,
-    )
-
-
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "visits, consent, drafts, outbox", _m1()),
-    # The reconciliation counts from this index alone instead of reading every payload.
-    Migration(
-        2,
-        "outbox index for the reconciliation",
-        ("CREATE INDEX outbox_reconcile ON outbox(state, visit_id, sent_at, last_error)",),
-    ),
-)
-LATEST = MIGRATIONS[-1].version
 
 
 def utc_now() -> datetime:
@@ -141,56 +64,127 @@ def make_engine(path: Path, key: bytes | None = None) -> Engine:
     return sqlite_engine(path, key=key, pool_size=4, max_overflow=4)
 
 
-def schema_version(conn: Connection) -> int:
-    conn.execute(
-        text(
-            "CREATE TABLE IF NOT EXISTS schema_migration ("
-            "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
-        )
-    )
-    found = conn.execute(text("SELECT MAX(version) FROM schema_migration")).scalar()
-    return int(found or 0)
+def _tables(conn: Connection) -> set[str]:
+    found = conn.execute(
+        text("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+    ).scalars()
+    return set(found)
+
+
+def stored_revision(conn: Connection) -> str | None:
+    """The file's Alembic revision (None before it has one)."""
+    if "alembic_version" not in _tables(conn):
+        return None
+    found = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    return found[0] if len(found) == 1 else None
 
 
 def migrate(
     engine: Engine,
     path: Path,
     *,
-    migrations: tuple[Migration, ...] = MIGRATIONS,
     clock: Callable[[], datetime] = utc_now,
     key: bytes | None = None,
+    script_location: Path = MIGRATIONS_DIR,
 ) -> int:
-    """Bring the file up to the newest schema; returns its version.
+    """Bring the file up to the newest schema; returns its revision's number.
 
     Refuses a file made by a newer popup-kit (never downgrade data in place).
     """
-    newest = migrations[-1].version
+    if script_location == MIGRATIONS_DIR:
+        with engine.connect() as conn:
+            if stored_revision(conn) == HEAD:
+                return int(HEAD)
+    return _migrate(engine, path, clock=clock, key=key, script_location=script_location)
+
+
+def _migrate(
+    engine: Engine,
+    path: Path,
+    *,
+    clock: Callable[[], datetime],
+    key: bytes | None,
+    script_location: Path,
+) -> int:
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory(str(script_location))
+    head = scripts.get_current_head()
+    if head is None:
+        raise StoreError(f"no schema revisions in {script_location}")
     with engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
-        current = schema_version(conn)
-        if current > newest:
+        current = _adopt_or_create(conn, path, scripts, head, clock=clock)
+    if current == head:
+        return int(head)
+    backup(engine, path.with_name(f"{path.name}.schema-{current}.bak"), key=key)
+    with engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
+        # another process may have upgraded meanwhile: then this does nothing
+        command.upgrade(_alembic(conn, scripts), "head")
+    return int(head)
+
+
+def _alembic(conn: Connection, scripts: ScriptDirectory) -> Config:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", scripts.dir)
+    config.attributes["connection"] = conn
+    return config
+
+
+def _adopt_or_create(
+    conn: Connection,
+    path: Path,
+    scripts: ScriptDirectory,
+    head: str,
+    *,
+    clock: Callable[[], datetime],
+) -> str:
+    """The file's revision, once it has one: a new file is created from the models and
+    stamped at ``head``, one from before Alembic stamped at the baseline."""
+    from alembic import command
+    from alembic.script.revision import RevisionError
+    from alembic.util.exc import CommandError
+    from sqlmodel import SQLModel
+
+    from popup_kit.store.tables import KIT_TABLES
+
+    tables = _tables(conn)
+    if "alembic_version" in tables:
+        current = stored_revision(conn)
+        try:
+            if current is not None and scripts.get_revision(current) is not None:
+                return current
+        except (RevisionError, CommandError):
+            pass
+        raise StoreError(
+            f"{path} was written by a newer popup-kit (schema {current}, this one knows "
+            f"{head}); install the newer popup-kit again rather than lose records"
+        )
+    if "schema_migration" in tables:
+        version = int(conn.execute(text("SELECT MAX(version) FROM schema_migration")).scalar() or 0)
+        if version > LEGACY_VERSION:
             raise StoreError(
-                f"{path} was written by a newer popup-kit (schema {current}, this one knows "
-                f"{newest}); install the newer popup-kit again rather than lose records"
+                f"{path} was written by a newer popup-kit (schema {version}, this one knows "
+                f"{LEGACY_VERSION}); install the newer popup-kit again rather than lose records"
             )
-        if current == newest:
-            return current
-        has_data = current > 0
-    if has_data:
-        backup(engine, path.with_name(f"{path.name}.schema-{current}.bak"), key=key)
-    with engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
-        current = schema_version(conn)  # another process may have migrated meanwhile
-        for migration in migrations:
-            if migration.version <= current:
-                continue
-            for statement in migration.statements:
-                conn.execute(text(statement))
-            conn.execute(
-                text(
-                    "INSERT INTO schema_migration (version, name, applied_at) VALUES (:v, :n, :t)"
-                ),
-                {"v": migration.version, "n": migration.name, "t": iso(clock())},
+        if version < LEGACY_VERSION:
+            raise StoreError(
+                f"{path} has schema {version} from a pre-release popup-kit; this one "
+                f"upgrades schema {LEGACY_VERSION} only"
             )
-    return newest
+        command.stamp(_alembic(conn, scripts), BASELINE)
+        conn.execute(
+            text("INSERT INTO schema_migration (version, name, applied_at) VALUES (:v, :n, :t)"),
+            {"v": LEGACY_MARK, "n": f"moved to Alembic at {BASELINE}", "t": iso(clock())},
+        )
+        return BASELINE
+    if tables:
+        raise StoreError(f"{path} holds tables but no schema revision: not a visit store")
+    SQLModel.metadata.create_all(conn, tables=list(KIT_TABLES), checkfirst=False)
+    command.stamp(_alembic(conn, scripts), head)
+    return head
 
 
 def backup(engine: Engine, target: Path, *, key: bytes | None = None) -> Path:

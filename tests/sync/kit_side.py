@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, text
+from sqlmodel import SQLModel
 
 from sync import protocol as p
 from sync.client import SyncConfig
-from sync.outbox import OUTBOX_DDL, enqueue
+from sync.outbox import OutboxRow, enqueue
 from sync.records import make_record
 from sync.server import ServerStore
 from sync.sqlite import CONNECT_ARGS, tune_sqlite
@@ -42,8 +43,8 @@ def kit_engine(path: Path) -> Engine:
 
     if new:
         with engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
-            for statement in OUTBOX_DDL:
-                conn.execute(text(statement))
+            # the outbox's one schema: its model, as the kit's store creates it
+            SQLModel.metadata.create_all(conn, tables=[OutboxRow.__table__], checkfirst=False)
     return engine
 
 
