@@ -499,3 +499,27 @@ def test_resubmissions_at_once_leave_one_current_response(clinic: Clinic) -> Non
     assert failures == []
     rows = _rows(clinic, kit.kit_id, code)
     assert len(rows) == 8 and [r[4] for r in rows].count(None) == 1
+
+
+def test_the_clinician_sees_each_check_in_on_the_referral_page(clinic: Clinic) -> None:
+    kit = enroll_kit(clinic.live)
+    clinic.clock.now = VISIT + 12 * DAY
+    code = _referral(clinic, kit, answers=LEG_SBI)
+    sig = _sig(kit, code)
+    sbi = {"sbi_leg_pain": "2", "sbi_numbness": "1", "sbi_weakness": "0", "sbi_sitting": "3"}
+    assert _post(clinic, code, sig, {**CALM, **sbi}).status_code == 200
+    clinic.clock.advance(days=1)
+    changed = {**CALM, **sbi, "pain_nrs": "4", "global_change": "slightly_worse"}
+    assert _post(clinic, code, sig, {**changed, "ces_bladder_change": "yes"}).status_code == 200
+    web = sign_in(clinic, "dana")
+    page = web.get(f"{clinic.url}/r/{kit.kit_id}/{code}", timeout=10)
+    assert page.status_code == 200
+    table = _text(page).split("Follow-up check-ins", 1)[1].split("Log", 1)[0]
+    rows = [" ".join(r.split()) for r in re.findall(r"<tr class=[^>]*>(.*?)</tr>", page.text, re.S)]
+    # Newest first: the current answer with its warning sign, then the one it replaced.
+    assert len(rows) == 2
+    current = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", rows[0])).split())
+    replaced = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", rows[1])).split())
+    assert current.startswith("week 2 ") and " 4 2 6 / 24 Slightly worse bladder change" in current
+    assert "(replaced" in replaced and " 3 2 6 / 24 Much better none" in replaced
+    assert "Follow-up check-ins" in _text(page) and "No check-in yet." not in table
