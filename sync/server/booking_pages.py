@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event
 
+from forms.texts import outcome_text
 from sync.server import landing
 from sync.server.bookings import Arranged, Booking, Callback, Slot
 from sync.server.landing import Page
@@ -372,7 +373,7 @@ def _page(view: CallView, content: str) -> Page:
 def emergency(code: str, language: str, emergency_number: str) -> Page:
     """The instruction first, the number to call as a link, and no booking."""
     lang = language_of(language)
-    _title, instruction, _steps = landing.outcome_texts("emergency", lang, emergency_number)
+    _title, instruction, _steps = outcome_text("emergency", lang, emergency_number=emergency_number)
     content = (
         f"<h1>{escape(_t(lang, 'emergency_title'))}</h1>"
         f'<div class="box em"><p class="lead">{escape(instruction)}</p></div>'

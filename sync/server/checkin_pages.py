@@ -13,6 +13,7 @@ from datetime import datetime
 from html import escape
 from zoneinfo import ZoneInfo
 
+from forms.texts import outcome_text
 from sync.server import booking_pages, landing
 from sync.server.followups import CES_FIELDS, GLOBAL_CHANGE, SBI_FIELDS, Intake
 from sync.server.landing import Page
@@ -343,7 +344,7 @@ def warning(code: str, language: str, number: str) -> Page:
     """After a warning sign answered yes: the emergency instruction and the number to call,
     before anything else."""
     lang = language_of(language)
-    _title, instruction, _steps = landing.outcome_texts("emergency", lang, number)
+    _title, instruction, _steps = outcome_text("emergency", lang, emergency_number=number)
     content = (
         f"<h1>{escape(_t(lang, 'warning_title'))}</h1>"
         f'<div class="box em"><p class="lead">{escape(instruction)}</p></div>'

@@ -20,14 +20,6 @@ class Page:
     html: str
 
 
-def outcome_texts(level: str, language: str, emergency_number: str) -> tuple[str, str, list[str]]:
-    return outcome_text(level, language, emergency_number=emergency_number)
-
-
-def _ces(language: str) -> tuple[str, list[str]]:
-    return ces_warning(language)
-
-
 def page_language(*candidates: str | None) -> str:
     """The first candidate the pages are written in; English otherwise."""
     known = language_names()
@@ -79,7 +71,7 @@ def render_page(title: str, content: str, *, language: str = "en", status: int =
 
 def warning(language: str, emergency_number: str) -> str:
     """The cauda equina warning signs and the number to call: on every attendee page."""
-    heading, signs = _ces(language)
+    heading, signs = ces_warning(language)
     items = "".join(f"<li>{escape(s)}</li>" for s in signs)
     number = emergency_number_line(language, emergency_number)
     return (
@@ -137,7 +129,7 @@ def not_shared(code: str, language: str = "en", emergency_number: str = "") -> P
 def next_steps(
     code: str, level: str, language: str, emergency_number: str, *, booth: str | None = None
 ) -> Page:
-    title, instruction, steps = outcome_texts(level, language, emergency_number)
+    title, instruction, steps = outcome_text(level, language, emergency_number=emergency_number)
     box = "box em" if level == "emergency" else "box"
     items = "".join(f"<li>{escape(s)}</li>" for s in steps)
     content = (

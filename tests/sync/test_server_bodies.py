@@ -14,7 +14,6 @@ import requests
 from sqlalchemy import text
 
 from sync.server.db import sqlite_path
-from sync.server.landing import outcome_texts
 from tests.sync.live_server import (
     EnrolledKit,
     LiveServer,
@@ -124,7 +123,7 @@ def test_later_refusal_of_c2_cuts_the_held_referral(slip_server: LiveServer) -> 
     assert held is not None and held["sharing"] == "counts" and "contact" not in held
     assert _leaks(slip_server) == []
     page = _page_text(_open(slip_server, kit, code))
-    _title, instruction, _steps = outcome_texts("emergency", "en", "112")
+    instruction = "Go to the Emergency Department now. Show this slip."
     assert instruction in before and instruction not in page
     # The counts shape keeps the booth: every page still gives its own emergency number.
     assert "112" in page and "999" not in page

@@ -11,7 +11,6 @@ import pytest
 import requests
 
 from sync import protocol as p
-from sync.server.landing import outcome_texts
 from tests.sync.live_server import (
     EnrolledKit,
     LiveServer,
@@ -77,7 +76,12 @@ def test_signed_code_before_and_after_sync(landing_server: LiveServer) -> None:
     _phone_sized(after)
     text = _text(after)
     assert "upload your referral soon" not in text
-    _title, instruction, steps = outcome_texts("urgent", "en", "112")
+    instruction = "A clinician needs to talk to you today or tomorrow."
+    steps = [
+        "Scan the code today to book a call or ask for a call-back within 24 hours.",
+        "If you cannot get a call within 24 hours, go to the emergency department or urgent "
+        "care today.",
+    ]
     assert instruction in text and all(step in text for step in steps)
     for private in ("Maria", "900123", "47", "RO1", "Ana", visit["body"]["visit_id"]):
         assert private not in text
@@ -99,7 +103,7 @@ def test_levels_get_their_own_advice(landing_server: LiveServer) -> None:
     assert len(set(pages.values())) == 4
     assert "Emergency Department" in pages["emergency"]
     assert "112" in pages["emergency"]
-    _title, go_now, _steps = outcome_texts("emergency", "en", "112")
+    go_now = "Go to the Emergency Department now. Show this slip."
     assert go_now in pages["emergency"] and go_now not in pages["self_care"]
     # Every page keeps the emergency number, under the cauda equina warning.
     assert all("Emergency number: 112" in page for page in pages.values())
