@@ -92,8 +92,10 @@ def _get(clinic: Clinic, kit: EnrolledKit, code: str, lang: str = "en") -> reque
 def _post(
     clinic: Clinic, code: str, sig: str, fields: dict[str, str], lang: str = "en"
 ) -> requests.Response:
+    """The answers sent, and the redirect followed as a browser does (to the page saying
+    what they lead to)."""
     form = {"s": sig, "lang": lang, **fields}
-    return requests.post(_url(clinic, code), data=form, timeout=10, allow_redirects=False)
+    return requests.post(_url(clinic, code), data=form, timeout=10)
 
 
 def _text(response: requests.Response) -> str:
@@ -523,3 +525,23 @@ def test_the_clinician_sees_each_check_in_on_the_referral_page(clinic: Clinic) -
     assert current.startswith("week 2 ") and " 4 2 6 / 24 Slightly worse bladder change" in current
     assert "(replaced" in replaced and " 3 2 6 / 24 Much better none" in replaced
     assert "Follow-up check-ins" in _text(page) and "No check-in yet." not in table
+
+
+def test_a_reload_after_answering_shows_the_page_again_and_sends_nothing(clinic: Clinic) -> None:
+    kit = enroll_kit(clinic.live)
+    clinic.clock.now = VISIT + 12 * DAY
+    code = _referral(clinic, kit)
+    sig = _sig(kit, code)
+    form = {"s": sig, "lang": "en", **CALM, "ces_bowel_change": "yes"}
+    sent = requests.post(_url(clinic, code), data=form, timeout=10, allow_redirects=False)
+    assert sent.status_code == 303
+    after = sent.headers["location"]
+    assert after.startswith(f"/r/{code.replace('-', '')}/checkin?") and "saved=w2" in after
+    for _ in range(2):  # the page, then a reload of it
+        page = requests.get(clinic.live.url + after, timeout=10)
+        assert page.status_code == 200 and EN["warning_saved"] in _text(page)
+    assert len(_rows(clinic, kit.kit_id, code)) == 1
+    # Another slip's signature on that address shows nothing of this one.
+    other = _referral(clinic, kit)
+    forged = after.replace(f"s={sig}", f"s={_sig(kit, other)}")
+    assert EN["warning_saved"] not in _text(requests.get(clinic.live.url + forged, timeout=10))

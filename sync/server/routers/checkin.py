@@ -9,14 +9,15 @@ withdrawal page, one not arrived yet the pending page.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from sync.server import booking_pages, followups, landing
 from sync.server import checkin_pages as pages
-from sync.server import followups, landing
 from sync.server.codes import CodeRules, check_code
 from sync.server.deps import Limits, Rules, Settings, Store
 from sync.server.limits import LandingLimits
@@ -29,6 +30,7 @@ router = APIRouter()
 
 _RESPONSES: dict[int | str, dict[str, str]] = {
     404: {"description": "Not a valid code or signature (HTML page)"},
+    303: {"description": "Answers saved: to the page saying so (GET, safe to reload)"},
     422: {"description": "An answer is missing or wrong: the form again (HTML page)"},
     429: {"description": "Too many requests from this client (HTML page)"},
 }
@@ -146,7 +148,31 @@ def checkin_page(
     slip = _resolve(store, rules, limits, code, s, asked, settings.emergency_number)
     if isinstance(slip, landing.Page):
         return html(slip, limits.code.retry_after())
+    saved = request.query_params.get("saved")
+    if saved is not None:
+        done = _saved_page(slip, settings, store, saved)
+        if done is not None:
+            return html(done)
     return html(_form_page(slip, settings, store))
+
+
+def _saved_page(
+    slip: _Slip, settings: ServerSettings, store: ServerStore, window_name: str
+) -> landing.Page | None:
+    """What the answers just given lead to (the page a submission redirects to, so a
+    reload shows it again instead of sending the answers twice); None when that window
+    holds no answer."""
+    all_windows = followups.windows(settings.followup_windows)
+    window = next((w for w in all_windows if w.name == window_name), None)
+    given = None if window is None else followups.latest(store, slip.kit_id, slip.code, window.name)
+    if window is None or given is None:
+        return None
+    if given.warning:
+        return pages.warning(slip.code, slip.language, slip.number)
+    upcoming = followups.next_window(all_windows, slip.intake.visit_at, given.submitted_at)
+    opens = None if upcoming is None else upcoming.opens(slip.intake.visit_at)
+    zone = ZoneInfo(settings.clinic_timezone)
+    return pages.thanks(slip.code, slip.sig, slip.language, slip.number, zone, window.name, opens)
 
 
 @router.post("/r/{code}/checkin", response_class=HTMLResponse, responses=_RESPONSES)
@@ -191,12 +217,7 @@ def _answer(
     answers, errors = followups.parse(form, slip.intake)
     if errors:
         return html(_form_page(slip, settings, store, values=form, errors=errors))
-    stored = followups.submit(store, slip.kit_id, slip.code, window.name, answers)
-    if stored.warning:
-        return html(pages.warning(slip.code, slip.language, slip.number))
-    upcoming = followups.next_window(all_windows, slip.intake.visit_at, now)
-    opens = None if upcoming is None else upcoming.opens(slip.intake.visit_at)
-    zone = ZoneInfo(settings.clinic_timezone)
-    return html(
-        pages.thanks(slip.code, slip.sig, slip.language, slip.number, zone, window.name, opens)
-    )
+    followups.submit(store, slip.kit_id, slip.code, window.name, answers)
+    # Post, then redirect: the page after is a GET, so reloading it sends nothing again.
+    query = urlencode({"s": slip.sig, "l": slip.language, "saved": window.name})
+    return RedirectResponse(f"/r/{booking_pages.compact(slip.code)}/checkin?{query}", 303)
