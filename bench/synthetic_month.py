@@ -21,6 +21,7 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -36,6 +37,7 @@ BOOTHS = ("harbour", "market", "library", "station", "campus")
 LEVEL_RATES = (("emergency", 0.02), ("urgent", 0.08), ("routine", 0.35))
 C2_REFUSED = 0.10
 CALLBACK_SELF_CARE = 0.15
+ROUTINE_BOOKS = 0.5  # a routine referral that books a call slot from its slip
 REACHED = 0.88  # a referral needing contact that is reached in the end
 ESCALATE = {"emergency": 0.7, "urgent": 0.4, "routine": 0.05, "self_care": 0.02}
 ESCALATED_LATER = 0.03
@@ -60,6 +62,13 @@ def build(clinic: Clinic, scale: float, rng: random.Random) -> Counter[str]:
     evenings = max(1, round(20 * scale))
     per_evening = max(1, round(150 * scale))
     kits: dict[str, EnrolledKit] = {b: enroll_kit(clinic.live) for b in BOOTHS}
+    # The clinicians' published calls: 10:00 and 15:00 every day, weekly, from before the
+    # first evening to after the last routine deadline.
+    first_day = (NOW - timedelta(days=49)).replace(hour=10, minute=0, second=0, microsecond=0)
+    for day in range(7):
+        for hour in (0, 5):
+            start = first_day + timedelta(days=day, hours=hour)
+            bookings.add_slots(start, 20, 12, weeks=9, zone=ZoneInfo("UTC"))
     made: list[tuple[str, str, str, Any, bool]] = []
     ingest_s = 0.0
     for evening in range(evenings):
@@ -143,6 +152,15 @@ def _follow(
         counts["call-back requests"] += 1
     if level == "self_care" and not callback:
         return
+    if level == "routine" and rng.random() < ROUTINE_BOOKS:
+        # From the slip's page half an hour after the visit: the first free call in 7 days.
+        clinic.clock.now = visit_at + timedelta(minutes=30)
+        free = bookings.free_slots(visit_at + timedelta(days=7))
+        if free:
+            held = bookings.hold(kit_id, code, free[0].slot_id, visit_at + timedelta(days=7))
+            if held == "held" and bookings.confirm(kit_id, code, None):
+                counts["bookings"] += 1
+        clinic.clock.now = NOW
     hours = {"emergency": 0.5, "urgent": 6.0, "routine": 48.0, "self_care": 17.0}[level]
     first = rng.expovariate(1 / hours)
     for _ in range(rng.randint(0, 2)):

@@ -47,3 +47,9 @@ def test_a_reduced_synthetic_month_exports_without_one_schema_error(tmp_path: Pa
     assert requests.count('"escalation-') > 0
     followups = (tmp_path / "export" / "QuestionnaireResponse.ndjson").read_text("utf-8")
     assert followups.count("/followup-w2") == counts["w2 responses"] > 0
+    # routine referrals booked from their slips: one booked Appointment each
+    appointments = [
+        json.loads(line) for line in (tmp_path / "export" / "Appointment.ndjson").open()
+    ]
+    booked = [a for a in appointments if a["status"] == "booked"]
+    assert len(booked) == counts["bookings"] > 0
