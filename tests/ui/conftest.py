@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from popup_kit.config import KitConfig, load_config
+from popup_kit.domain import Contact, VisitRecord
 from popup_kit.services import VisitService
 from popup_kit.ui.app import BoothApp
+from popup_kit.ui.backend import Backend
 from printouts import codes
 
 NOW = datetime(2026, 11, 22, 18, 30, tzinfo=UTC)
@@ -71,3 +74,30 @@ def stored(config: KitConfig) -> Iterator[Callable[[], VisitService]]:
     yield read
     for service in opened:
         service.close()
+
+
+Recorded = Callable[..., VisitRecord]
+
+
+@pytest.fixture
+def recorded(config: KitConfig) -> Iterator[Recorded]:
+    """Visits saved as the booth saves them (its backend, the flow answered from a plan, the
+    same clock), without keying them in: for tests that need visits, not the typing."""
+    backend = Backend.open(config, fixed_clock)
+
+    def record(
+        plan: Mapping[str, Any],
+        language: str = "en",
+        volunteer: str = "AB",
+        contact: Contact | None = None,
+    ) -> VisitRecord:
+        session = backend.new_visit(language)
+        flow = session.flow
+        while flow.stopped is None and (question := flow.current()) is not None:
+            flow.answer(plan[question.id])
+        assert flow.stopped in (None, "emergency"), flow.stopped
+        session.contact = contact
+        return backend.save_visit(session, volunteer)
+
+    yield record
+    backend.close()
