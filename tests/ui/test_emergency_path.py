@@ -16,9 +16,7 @@ from popup_kit.ui.app import BoothApp
 from popup_kit.ui.screens.correct import CorrectScreen, EditAnswerScreen
 from popup_kit.ui.screens.dialogs import ConfirmScreen
 from popup_kit.ui.screens.emergency import EmergencyScreen
-from popup_kit.ui.screens.home import HomeScreen
 from popup_kit.ui.screens.outcome import (
-    ContactScreen,
     CorrectedScreen,
     OutcomeScreen,
     ReviewScreen,
@@ -26,7 +24,7 @@ from popup_kit.ui.screens.outcome import (
 from popup_kit.ui.screens.resume import ResumeScreen
 from popup_kit.ui.screens.visit import GRACE_SECONDS
 from popup_kit.ui.screens.visits import VisitDetailScreen
-from tests.ui.conftest import fixed_clock
+from tests.ui.conftest import Recorded, fixed_clock
 from tests.ui.driver import SELF_CARE, answer_until_done, begin_visit, plan_for, start_day
 
 SIZE = (80, 24)
@@ -37,28 +35,6 @@ LONGEST = plan_for(ces_saddle_numbness="new_or_worsening")
 
 def text_of(app: BoothApp, selector: str) -> str:
     return str(app.screen.query_one(selector).render())
-
-
-async def record(pilot: Any, app: BoothApp, plan: dict[str, Any], language: str = "1") -> str:
-    await begin_visit(pilot, language)
-    await answer_until_done(pilot, app, plan)
-    if isinstance(app.screen, EmergencyScreen):
-        await pilot.press("O", "K", "enter")
-    else:
-        await pilot.press("enter")
-    await pilot.pause()
-    if isinstance(app.screen, ContactScreen):
-        await pilot.press("escape")
-        await pilot.pause()
-    assert isinstance(app.screen, ReviewScreen)
-    await pilot.press("s")
-    await pilot.pause()
-    code = app.screen.code  # type: ignore[attr-defined]
-    await app.workers.wait_for_complete()
-    await pilot.press("enter")
-    await pilot.pause()
-    assert isinstance(app.screen, HomeScreen)
-    return str(code)
 
 
 async def open_correction(pilot: Any, app: BoothApp, code: str) -> CorrectScreen:
@@ -100,12 +76,12 @@ async def save_correction(pilot: Any, app: BoothApp) -> None:
 
 
 async def test_correction_into_an_emergency_is_shown_as_a_first_visit(
-    make_app: Callable[[], BoothApp], stored: Stored
+    make_app: Callable[[], BoothApp], stored: Stored, recorded: Recorded
 ) -> None:
+    code = recorded(SELF_CARE).code
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await start_day(pilot, app)
-        code = await record(pilot, app, SELF_CARE)
         await open_correction(pilot, app, code)
         await change_answer(pilot, app, "ces_saddle_numbness", "new_or_worsening")
         await save_correction(pilot, app)
@@ -138,12 +114,12 @@ async def test_correction_into_an_emergency_is_shown_as_a_first_visit(
 
 
 async def test_correction_down_a_tier_shows_the_outcome_then_the_slip(
-    make_app: Callable[[], BoothApp], stored: Stored
+    make_app: Callable[[], BoothApp], stored: Stored, recorded: Recorded
 ) -> None:
+    code = recorded(plan_for(osteoporosis=True)).code
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await start_day(pilot, app)
-        code = await record(pilot, app, plan_for(osteoporosis=True))
         await open_correction(pilot, app, code)
         await change_answer(pilot, app, "osteoporosis", False)
         await save_correction(pilot, app)
@@ -161,14 +137,17 @@ async def test_correction_down_a_tier_shows_the_outcome_then_the_slip(
 
 
 async def test_correction_out_of_an_emergency_asks_for_the_skipped_questions(
-    make_app: Callable[[], BoothApp], stored: Stored, monkeypatch: pytest.MonkeyPatch
+    make_app: Callable[[], BoothApp],
+    stored: Stored,
+    monkeypatch: pytest.MonkeyPatch,
+    recorded: Recorded,
 ) -> None:
     said: list[str] = []
+    code = recorded(plan_for(ces_saddle_numbness="new_or_worsening")).code
     app = make_app()
     monkeypatch.setattr(app, "notify", lambda message, **_: said.append(str(message)))
     async with app.run_test(size=SIZE) as pilot:
         await start_day(pilot, app)
-        code = await record(pilot, app, plan_for(ces_saddle_numbness="new_or_worsening"))
         screen = await open_correction(pilot, app, code)
         await change_answer(pilot, app, "ces_saddle_numbness", "no")
         await save_correction(pilot, app)
@@ -185,12 +164,12 @@ async def test_correction_out_of_an_emergency_asks_for_the_skipped_questions(
 
 
 async def test_unchanged_outcome_after_a_correction_says_so(
-    make_app: Callable[[], BoothApp],
+    make_app: Callable[[], BoothApp], recorded: Recorded
 ) -> None:
+    code = recorded(SELF_CARE).code
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await start_day(pilot, app)
-        code = await record(pilot, app, SELF_CARE)
         await open_correction(pilot, app, code)
         await change_answer(pilot, app, "iv_drug_use", False)  # no change: nothing to save
         await change_answer(pilot, app, "leg_pain_side", "unilateral")

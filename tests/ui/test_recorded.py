@@ -12,8 +12,7 @@ from popup_kit.domain import VisitRecord
 from popup_kit.services import VisitService
 from popup_kit.ui.app import BoothApp
 from tests.ui.conftest import Recorded
-from tests.ui.driver import SELF_CARE, plan_for, start_day
-from tests.ui.test_emergency_path import record as type_visit
+from tests.ui.driver import SELF_CARE, plan_for, start_day, type_visit
 
 
 def stored_as(visit: VisitRecord) -> dict[str, Any]:
