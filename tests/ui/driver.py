@@ -63,8 +63,7 @@ async def answer_one(pilot: Pilot[None], app: BoothApp, plan: dict[str, Any]) ->
             await pilot.press("enter")
             pressed += 1
         else:  # a complete number moves on by itself, after a moment for one more digit
-            await pilot.pause(GRACE_SECONDS + 0.1)
-            await moved_on(pilot, app, question.id)
+            await moved_on(pilot, app, question.id, tries=int((GRACE_SECONDS + 5) / 0.05))
     await pilot.pause()
     return pressed
 
