@@ -14,7 +14,7 @@ from popup_kit.config import KitConfig, load_config
 from popup_kit.domain import Contact, VisitRecord
 from popup_kit.services import VisitService
 from popup_kit.ui.app import BoothApp
-from popup_kit.ui.backend import Backend
+from popup_kit.ui.backend import Backend, VisitSession
 from printouts import codes
 
 NOW = datetime(2026, 11, 22, 18, 30, tzinfo=UTC)
@@ -91,13 +91,34 @@ def recorded(config: KitConfig) -> Iterator[Recorded]:
         volunteer: str = "AB",
         contact: Contact | None = None,
     ) -> VisitRecord:
-        session = backend.new_visit(language)
-        flow = session.flow
-        while flow.stopped is None and (question := flow.current()) is not None:
-            flow.answer(plan[question.id])
-        assert flow.stopped in (None, "emergency"), flow.stopped
+        session = answered(backend, plan, language)
         session.contact = contact
         return backend.save_visit(session, volunteer)
 
     yield record
+    backend.close()
+
+
+def answered(backend: Backend, plan: Mapping[str, Any], language: str) -> VisitSession:
+    """A visit with every question it asks answered from ``plan``, as keyed in."""
+    session = backend.new_visit(language)
+    session.consent_info_seen = True  # the volunteer read it out on the way
+    flow = session.flow
+    while flow.stopped is None and (question := flow.current()) is not None:
+        flow.answer(plan[question.id])
+    assert flow.stopped in (None, "emergency"), flow.stopped
+    return session
+
+
+@pytest.fixture
+def left_answered(config: KitConfig) -> Iterator[Callable[..., None]]:
+    """A visit answered to its last question and left in its draft, as the booth keeps it
+    after every answer (a closed window, say): start of day offers it, and Enter reopens it
+    where its questions ended. For pictures of the screens after the questions."""
+    backend = Backend.open(config, fixed_clock)
+
+    def leave(plan: Mapping[str, Any], language: str = "en", volunteer: str = "AB") -> None:
+        backend.save_draft(answered(backend, plan, language), volunteer)
+
+    yield leave
     backend.close()
