@@ -99,26 +99,37 @@ def recorded(config: KitConfig) -> Iterator[Recorded]:
     backend.close()
 
 
-def answered(backend: Backend, plan: Mapping[str, Any], language: str) -> VisitSession:
-    """A visit with every question it asks answered from ``plan``, as keyed in."""
+def answered(
+    backend: Backend, plan: Mapping[str, Any], language: str, until: str | None = None
+) -> VisitSession:
+    """A visit with every question it asks answered from ``plan``, as keyed in (or those
+    before question ``until``)."""
     session = backend.new_visit(language)
     session.consent_info_seen = True  # the volunteer read it out on the way
     flow = session.flow
     while flow.stopped is None and (question := flow.current()) is not None:
+        if question.id == until:
+            return session
         flow.answer(plan[question.id])
+    assert until is None, f"question {until} was not asked"
     assert flow.stopped in (None, "emergency"), flow.stopped
     return session
 
 
 @pytest.fixture
 def left_answered(config: KitConfig) -> Iterator[Callable[..., None]]:
-    """A visit answered to its last question and left in its draft, as the booth keeps it
-    after every answer (a closed window, say): start of day offers it, and Enter reopens it
-    where its questions ended. For pictures of the screens after the questions."""
+    """A visit answered to its last question (or up to question ``until``) and left in its
+    draft, as the booth keeps it after every answer (a closed window, say): start of day
+    offers it, and Enter reopens it where it was left. For tests of the screens there."""
     backend = Backend.open(config, fixed_clock)
 
-    def leave(plan: Mapping[str, Any], language: str = "en", volunteer: str = "AB") -> None:
-        backend.save_draft(answered(backend, plan, language), volunteer)
+    def leave(
+        plan: Mapping[str, Any],
+        language: str = "en",
+        volunteer: str = "AB",
+        until: str | None = None,
+    ) -> None:
+        backend.save_draft(answered(backend, plan, language, until), volunteer)
 
     yield leave
     backend.close()

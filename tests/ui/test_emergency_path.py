@@ -41,8 +41,8 @@ def text_of(app: BoothApp, selector: str) -> str:
 
 
 async def reopen(pilot: Any) -> None:
-    """Start of day offers the visit left at the emergency screen: Enter reopens it there
-    (these tests are about that screen, not the answers that lead to it)."""
+    """Start of day offers the visit left unfinished: Enter reopens it where it was left
+    (these tests are about the screen there, not the answers that lead to it)."""
     assert isinstance(pilot.app.screen, ResumeScreen)
     await pilot.press("enter")
     await pilot.pause()
@@ -350,13 +350,14 @@ async def test_a_choice_key_typed_ahead_answers_the_next_question(
         assert current is not None and current.id != "_capacity"
 
 
-async def test_impossible_onset_is_refused_on_screen(make_app: Callable[[], BoothApp]) -> None:
+async def test_impossible_onset_is_refused_on_screen(
+    make_app: Callable[[], BoothApp], left_answered: Callable[..., None]
+) -> None:
+    left_answered(plan_for(age_years=58, symptom_duration_weeks=10), until="back_pain_onset_age")
     app = make_app()
-    plan = plan_for(age_years=58, symptom_duration_weeks=10)
     async with app.run_test(size=SIZE) as pilot:
         await start_day(pilot, app)
-        await begin_visit(pilot)
-        await answer_until_done(pilot, app, plan, until="back_pain_onset_age")
+        await reopen(pilot)
         await pilot.press("8", "0")
         await pilot.pause(GRACE_SECONDS + 0.2)
         assert app.visit is not None
