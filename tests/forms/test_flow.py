@@ -311,8 +311,7 @@ def answer_sets(draw: st.DrawFn) -> dict[str, Any]:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(answers=answer_sets())
-def test_flow_and_screen_agree(answers: dict[str, Any]) -> None:
-    forms = load_forms()
+def test_flow_and_screen_agree(forms: Forms, answers: dict[str, Any]) -> None:
     expected = forms.screen(answers)
     flow, _ = run(forms, flow_answers(answers))
     got = flow.outcome()

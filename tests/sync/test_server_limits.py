@@ -285,6 +285,7 @@ def _workers_holding(pids: list[int], port: int) -> int:
     return holding
 
 
+@pytest.mark.slow  # four server processes started on PostgreSQL
 def test_the_limit_counts_once_across_four_workers(tmp_path: Path, pg_cluster: str) -> None:
     from tests.support.pg import create_database
 

@@ -7,6 +7,9 @@ from typing import Any
 from textual.pilot import Pilot
 
 from popup_kit.ui.app import BoothApp
+from popup_kit.ui.screens.emergency import EmergencyScreen
+from popup_kit.ui.screens.home import HomeScreen
+from popup_kit.ui.screens.outcome import ContactScreen, ReviewScreen
 from popup_kit.ui.screens.visit import (
     GRACE_SECONDS,
     ConsentInfoScreen,
@@ -60,8 +63,7 @@ async def answer_one(pilot: Pilot[None], app: BoothApp, plan: dict[str, Any]) ->
             await pilot.press("enter")
             pressed += 1
         else:  # a complete number moves on by itself, after a moment for one more digit
-            await pilot.pause(GRACE_SECONDS + 0.1)
-            await moved_on(pilot, app, question.id)
+            await moved_on(pilot, app, question.id, tries=int((GRACE_SECONDS + 5) / 0.05))
     await pilot.pause()
     return pressed
 
@@ -102,3 +104,28 @@ async def answer_until_done(
         asked.append(question.id)
         await answer_one(pilot, app, plan)
     raise AssertionError(f"flow did not end after {limit} answers: {asked}")
+
+
+async def type_visit(
+    pilot: Pilot[None], app: BoothApp, plan: dict[str, Any], language: str = "1"
+) -> str:
+    """Key in a whole visit and save it; back home, returns its code."""
+    await begin_visit(pilot, language)
+    await answer_until_done(pilot, app, plan)
+    if isinstance(app.screen, EmergencyScreen):
+        await pilot.press("O", "K", "enter")
+    else:
+        await pilot.press("enter")
+    await pilot.pause()
+    if isinstance(app.screen, ContactScreen):
+        await pilot.press("escape")
+        await pilot.pause()
+    assert isinstance(app.screen, ReviewScreen)
+    await pilot.press("s")
+    await pilot.pause()
+    code = app.screen.code  # type: ignore[attr-defined]
+    await app.workers.wait_for_complete()
+    await pilot.press("enter")
+    await pilot.pause()
+    assert isinstance(app.screen, HomeScreen)
+    return str(code)

@@ -16,9 +16,7 @@ from popup_kit.ui.app import BoothApp
 from popup_kit.ui.screens.correct import CorrectScreen, EditAnswerScreen
 from popup_kit.ui.screens.dialogs import ConfirmScreen
 from popup_kit.ui.screens.emergency import EmergencyScreen
-from popup_kit.ui.screens.home import HomeScreen
 from popup_kit.ui.screens.outcome import (
-    ContactScreen,
     CorrectedScreen,
     OutcomeScreen,
     ReviewScreen,
@@ -26,7 +24,7 @@ from popup_kit.ui.screens.outcome import (
 from popup_kit.ui.screens.resume import ResumeScreen
 from popup_kit.ui.screens.visit import GRACE_SECONDS
 from popup_kit.ui.screens.visits import VisitDetailScreen
-from tests.ui.conftest import fixed_clock
+from tests.ui.conftest import Recorded, fixed_clock
 from tests.ui.driver import SELF_CARE, answer_until_done, begin_visit, plan_for, start_day
 
 SIZE = (80, 24)
@@ -35,30 +33,19 @@ Stored = Callable[[], VisitService]
 LONGEST = plan_for(ces_saddle_numbness="new_or_worsening")
 
 
+LANGUAGE_KEYS = {"1": "en", "2": "es"}
+
+
 def text_of(app: BoothApp, selector: str) -> str:
     return str(app.screen.query_one(selector).render())
 
 
-async def record(pilot: Any, app: BoothApp, plan: dict[str, Any], language: str = "1") -> str:
-    await begin_visit(pilot, language)
-    await answer_until_done(pilot, app, plan)
-    if isinstance(app.screen, EmergencyScreen):
-        await pilot.press("O", "K", "enter")
-    else:
-        await pilot.press("enter")
-    await pilot.pause()
-    if isinstance(app.screen, ContactScreen):
-        await pilot.press("escape")
-        await pilot.pause()
-    assert isinstance(app.screen, ReviewScreen)
-    await pilot.press("s")
-    await pilot.pause()
-    code = app.screen.code  # type: ignore[attr-defined]
-    await app.workers.wait_for_complete()
+async def reopen(pilot: Any) -> None:
+    """Start of day offers the visit left unfinished: Enter reopens it where it was left
+    (these tests are about the screen there, not the answers that lead to it)."""
+    assert isinstance(pilot.app.screen, ResumeScreen)
     await pilot.press("enter")
     await pilot.pause()
-    assert isinstance(app.screen, HomeScreen)
-    return str(code)
 
 
 async def open_correction(pilot: Any, app: BoothApp, code: str) -> CorrectScreen:
@@ -100,12 +87,12 @@ async def save_correction(pilot: Any, app: BoothApp) -> None:
 
 
 async def test_correction_into_an_emergency_is_shown_as_a_first_visit(
-    make_app: Callable[[], BoothApp], stored: Stored
+    make_app: Callable[[], BoothApp], stored: Stored, recorded: Recorded
 ) -> None:
+    code = recorded(SELF_CARE).code
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await start_day(pilot, app)
-        code = await record(pilot, app, SELF_CARE)
         await open_correction(pilot, app, code)
         await change_answer(pilot, app, "ces_saddle_numbness", "new_or_worsening")
         await save_correction(pilot, app)
@@ -138,12 +125,12 @@ async def test_correction_into_an_emergency_is_shown_as_a_first_visit(
 
 
 async def test_correction_down_a_tier_shows_the_outcome_then_the_slip(
-    make_app: Callable[[], BoothApp], stored: Stored
+    make_app: Callable[[], BoothApp], stored: Stored, recorded: Recorded
 ) -> None:
+    code = recorded(plan_for(osteoporosis=True)).code
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await start_day(pilot, app)
-        code = await record(pilot, app, plan_for(osteoporosis=True))
         await open_correction(pilot, app, code)
         await change_answer(pilot, app, "osteoporosis", False)
         await save_correction(pilot, app)
@@ -161,14 +148,17 @@ async def test_correction_down_a_tier_shows_the_outcome_then_the_slip(
 
 
 async def test_correction_out_of_an_emergency_asks_for_the_skipped_questions(
-    make_app: Callable[[], BoothApp], stored: Stored, monkeypatch: pytest.MonkeyPatch
+    make_app: Callable[[], BoothApp],
+    stored: Stored,
+    monkeypatch: pytest.MonkeyPatch,
+    recorded: Recorded,
 ) -> None:
     said: list[str] = []
+    code = recorded(plan_for(ces_saddle_numbness="new_or_worsening")).code
     app = make_app()
     monkeypatch.setattr(app, "notify", lambda message, **_: said.append(str(message)))
     async with app.run_test(size=SIZE) as pilot:
         await start_day(pilot, app)
-        code = await record(pilot, app, plan_for(ces_saddle_numbness="new_or_worsening"))
         screen = await open_correction(pilot, app, code)
         await change_answer(pilot, app, "ces_saddle_numbness", "no")
         await save_correction(pilot, app)
@@ -185,12 +175,12 @@ async def test_correction_out_of_an_emergency_asks_for_the_skipped_questions(
 
 
 async def test_unchanged_outcome_after_a_correction_says_so(
-    make_app: Callable[[], BoothApp],
+    make_app: Callable[[], BoothApp], recorded: Recorded
 ) -> None:
+    code = recorded(SELF_CARE).code
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await start_day(pilot, app)
-        code = await record(pilot, app, SELF_CARE)
         await open_correction(pilot, app, code)
         await change_answer(pilot, app, "iv_drug_use", False)  # no change: nothing to save
         await change_answer(pilot, app, "leg_pain_side", "unilateral")
@@ -233,16 +223,17 @@ async def test_emergency_screen_cannot_be_stalled_by_focus(
 )
 async def test_every_instruction_is_on_screen_with_the_longest_reason(
     make_app: Callable[[], BoothApp],
+    left_answered: Callable[..., None],
     language: str,
     size: tuple[int, int],
     instruction: str,
     number: str,
 ) -> None:
+    left_answered(LONGEST, LANGUAGE_KEYS[language])
     app = make_app()
     async with app.run_test(size=size) as pilot:
         await start_day(pilot, app)
-        await begin_visit(pilot, language)
-        await answer_until_done(pilot, app, LONGEST)
+        await reopen(pilot)
         screen = app.screen
         assert isinstance(screen, EmergencyScreen)
         assert text_of(app, "#emergency-instruction").startswith(instruction)
@@ -359,13 +350,14 @@ async def test_a_choice_key_typed_ahead_answers_the_next_question(
         assert current is not None and current.id != "_capacity"
 
 
-async def test_impossible_onset_is_refused_on_screen(make_app: Callable[[], BoothApp]) -> None:
+async def test_impossible_onset_is_refused_on_screen(
+    make_app: Callable[[], BoothApp], left_answered: Callable[..., None]
+) -> None:
+    left_answered(plan_for(age_years=58, symptom_duration_weeks=10), until="back_pain_onset_age")
     app = make_app()
-    plan = plan_for(age_years=58, symptom_duration_weeks=10)
     async with app.run_test(size=SIZE) as pilot:
         await start_day(pilot, app)
-        await begin_visit(pilot)
-        await answer_until_done(pilot, app, plan, until="back_pain_onset_age")
+        await reopen(pilot)
         await pilot.press("8", "0")
         await pilot.pause(GRACE_SECONDS + 0.2)
         assert app.visit is not None
@@ -411,15 +403,15 @@ async def test_deleting_back_to_a_valid_age_never_answers_it(
     ],
 )
 async def test_without_an_emergency_number_the_screen_says_the_local_one(
-    config: KitConfig, language: str, step: str, number: str
+    config: KitConfig, left_answered: Callable[..., None], language: str, step: str, number: str
 ) -> None:
     import dataclasses
 
+    left_answered(LONGEST, LANGUAGE_KEYS[language])
     app = BoothApp(dataclasses.replace(config, emergency_number=" "), clock=fixed_clock)
     async with app.run_test(size=SIZE) as pilot:
         await start_day(pilot, app)
-        await begin_visit(pilot, language)
-        await answer_until_done(pilot, app, LONGEST)
+        await reopen(pilot)
         assert isinstance(app.screen, EmergencyScreen)
         steps = text_of(app, "#emergency-steps")
         assert steps.splitlines()[-1].endswith(step), steps

@@ -17,6 +17,7 @@ from popup_kit.vault import kit_key
 from printouts.payload import parse_slip_url, verify_signature
 from printouts.scan import decode_qr_texts
 from tests.printouts.conftest import pdf_text
+from tests.ui.conftest import Recorded
 from tests.ui.driver import SELF_CARE, answer_until_done, begin_visit, start_day
 
 SIZE = (80, 24)
@@ -95,14 +96,15 @@ async def test_qr_on_screen_scans_to_the_signed_url(
 
 
 async def test_reprint_from_the_visit_list(
-    make_app: Callable[[], BoothApp], config: KitConfig
+    make_app: Callable[[], BoothApp], config: KitConfig, recorded: Recorded
 ) -> None:
+    code = recorded(SELF_CARE).code
+    pdf = config.slips_dir / f"{code}-receipt80.pdf"
+    assert not pdf.exists()  # saved without its slip: only the reprint makes one
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        saved = await save_a_visit(pilot, app)
-        pdf = config.slips_dir / f"{saved.code}-receipt80.pdf"
-        pdf.unlink()
-        await pilot.press("enter", "l", "enter")
+        await start_day(pilot, app)
+        await pilot.press("l", "enter")
         await pilot.pause()
         assert isinstance(app.screen, VisitDetailScreen)
         await pilot.press("p")

@@ -16,17 +16,10 @@ from popup_kit.ui.screens.visit import LanguageScreen
 from popup_kit.ui.screens.visits import VisitDetailScreen, VisitListScreen
 from tests.forms.answers import BENIGN
 from tests.kit.conftest import CONSENT_MIN, visit_input
-from tests.ui.driver import SELF_CARE, answer_until_done, begin_visit, plan_for, start_day
+from tests.ui.conftest import Recorded
+from tests.ui.driver import SELF_CARE, begin_visit, plan_for, start_day
 
 SIZE = (80, 24)
-
-
-async def record(pilot: Any, app: BoothApp, plan: dict[str, Any]) -> None:
-    await begin_visit(pilot)
-    await answer_until_done(pilot, app, plan)
-    await pilot.press("enter", "s", "enter")
-    await pilot.pause()
-    assert isinstance(app.screen, HomeScreen)
 
 
 def seed(stored: Callable[[], VisitService], *changes: dict[str, Any]) -> list[str]:
@@ -41,16 +34,15 @@ def seed(stored: Callable[[], VisitService], *changes: dict[str, Any]) -> list[s
 
 
 async def test_search_open_void_and_correct(
-    make_app: Callable[[], BoothApp], stored: Callable[[], VisitService]
+    make_app: Callable[[], BoothApp], stored: Callable[[], VisitService], recorded: Recorded
 ) -> None:
-    app = make_app()
+    recorded(SELF_CARE)
+    recorded(plan_for(osteoporosis=True))
     service = stored()
+    codes = [v.code for v in service.list_visits()]
+    app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await start_day(pilot, app)
-        await record(pilot, app, SELF_CARE)
-        await record(pilot, app, plan_for(osteoporosis=True))
-        codes = [v.code for v in service.list_visits()]
-
         await pilot.press("l")
         await pilot.pause()
         assert isinstance(app.screen, VisitListScreen)
