@@ -17,6 +17,7 @@ import json
 import math
 import weakref
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -435,44 +436,40 @@ consent AS (
         FROM record WHERE record_type = 'consent' AND scrubbed_at IS NULL) AS named
   WHERE granted IS NOT NULL
   GROUP BY kit_id, visit_id
-),
-callback AS (
-  SELECT kit_id, referral_code, window_end FROM callback_request WHERE id IN
-    (SELECT MAX(id) FROM callback_request WHERE cancelled_at IS NULL
-     GROUP BY kit_id, referral_code)
-),
-reached AS (
-  SELECT kit_id, referral_code, at FROM referral_event WHERE id IN
-    (SELECT MIN(id) FROM referral_event
-     -- record_event writes data with json.dumps(sort_keys=True): this reads exactly
-     -- so, and costs far less than parsing every attempt.
-     WHERE kind = 'attempt' AND data LIKE '%"result": "reached"%'
-     GROUP BY kit_id, referral_code)
-),
-week2 AS (
-  -- One current response a window (a unique index).
-  SELECT kit_id, referral_code, submitted_at,
-         {self.number("answers", "pain_nrs")} AS back,
-         {self.number("answers", "leg_pain_nrs")} AS leg
-  FROM followup_response WHERE superseded_at IS NULL AND "window" = 'w2'
-),
-warned AS (
-  SELECT kit_id, referral_code, MIN(submitted_at) AS at
-  FROM followup_response WHERE superseded_at IS NULL AND warning = 1
-  GROUP BY kit_id, referral_code
 )
 SELECT l.kit_id, l.referral_code, l.record_id, l.digest, l.created_at, l.first_received,
-       consent.yes, callback.window_end, reached.at,
-       week2.submitted_at, week2.back, week2.leg, warned.at, l.visit_id, consent.no
+       consent.yes, consent.no, l.visit_id
 FROM latest l
 LEFT JOIN consent ON consent.kit_id = l.kit_id AND consent.visit_id = l.visit_id
-LEFT JOIN callback ON callback.kit_id = l.kit_id AND callback.referral_code = l.referral_code
-LEFT JOIN reached ON reached.kit_id = l.kit_id AND reached.referral_code = l.referral_code
-LEFT JOIN week2 ON week2.kit_id = l.kit_id AND week2.referral_code = l.referral_code
-LEFT JOIN warned ON warned.kit_id = l.kit_id AND warned.referral_code = l.referral_code
 WHERE NOT EXISTS (SELECT 1 FROM withdrawal w
                   WHERE w.kit_id = l.kit_id AND w.visit_id = l.visit_id)
 """
+
+    # Each referral's log, keyed by (kit, code): read beside the visits (``_log``).
+    CALLBACKS = (
+        "SELECT kit_id, referral_code, window_end FROM callback_request WHERE id IN "
+        "(SELECT MAX(id) FROM callback_request WHERE cancelled_at IS NULL "
+        "GROUP BY kit_id, referral_code)"
+    )
+    # record_event writes data with json.dumps(sort_keys=True): this reads exactly so, and
+    # costs far less than parsing every attempt.
+    REACHED = (
+        "SELECT kit_id, referral_code, at FROM referral_event WHERE id IN "
+        "(SELECT MIN(id) FROM referral_event WHERE kind = 'attempt' "
+        'AND data LIKE \'%"result": "reached"%\' GROUP BY kit_id, referral_code)'
+    )
+    WARNED = (
+        "SELECT kit_id, referral_code, MIN(submitted_at) FROM followup_response "
+        "WHERE superseded_at IS NULL AND warning = 1 GROUP BY kit_id, referral_code"
+    )
+
+    def week2(self) -> str:
+        # One current response a window (a unique index).
+        return (
+            f"SELECT kit_id, referral_code, submitted_at, {self.number('answers', 'pain_nrs')}, "
+            f"{self.number('answers', 'leg_pain_nrs')} FROM followup_response "
+            "WHERE superseded_at IS NULL AND \"window\" = 'w2'"
+        )
 
     def decisions(self) -> str:
         return (
@@ -520,7 +517,7 @@ def _one_a_visit(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     one created last (then the first record id)."""
     kept: dict[tuple[str, str], tuple[Any, ...]] = {}
     for row in rows:
-        key = (row[0], row[13])
+        key = (row[0], row[8])
         seen = kept.get(key)
         if seen is None or _rank(row) > _rank(seen):
             kept[key] = row
@@ -604,53 +601,91 @@ def referrals(store: ServerStore, deadlines: wl.Deadlines) -> list[Referral]:
         return _read(store, sql, deadlines)
 
 
-def _read(store: ServerStore, sql: _Sql, deadlines: wl.Deadlines) -> list[Referral]:
+def _tuned(conn: Any, sql: _Sql) -> None:
+    if sql.pg:
+        # The planner cannot know that each subquery keeps one row a referral and picks
+        # nested loops or sorted merges over them; hashing is linear.
+        conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
+        conn.exec_driver_sql("SET LOCAL enable_mergejoin = off")
+        conn.exec_driver_sql("SET LOCAL enable_sort = off")
+        # The hashes of a month of referrals fit in memory (default: 4 MB).
+        conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
+
+
+Key = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class _Log:
+    """Each referral's call-back window end, first contact, week-2 response, first
+    follow-up warning and decisions."""
+
+    callbacks: dict[Key, datetime]
+    reached: dict[Key, datetime]
+    week2: dict[Key, Response]
+    warned: dict[Key, datetime]
+    decisions: dict[Key, list[Decided]]
+
+
+def _log(store: ServerStore, sql: _Sql) -> _Log:
     with store.engine.connect() as conn:
-        if sql.pg:
-            # The planner cannot know that each subquery keeps one row a referral and picks
-            # nested loops or sorted merges over them; hashing is linear.
-            conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
-            conn.exec_driver_sql("SET LOCAL enable_mergejoin = off")
-            conn.exec_driver_sql("SET LOCAL enable_sort = off")
-            # The hashes and sorts of a month of referrals fit in memory (default: 4 MB).
-            conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
-        rows = _one_a_visit(_all(conn, sql.referrals()))
-        decisions = _decisions(conn, sql)
-        facts = _facts(store, conn, rows)
-    mixed = _c2_in_order(store, [(r[0], r[13]) for r in rows if r[6] and r[14]])
-    return list(_referrals(rows, decisions, facts, mixed, deadlines))
+        _tuned(conn, sql)
+        return _Log(
+            {(k, c): _time(end) for k, c, end in _all(conn, sql.CALLBACKS)},
+            {(k, c): _time(at) for k, c, at in _all(conn, sql.REACHED)},
+            {
+                (k, c): Response(_time(at), _score(back), _score(leg))
+                for k, c, at, back, leg in _all(conn, sql.week2())
+            },
+            {(k, c): _time(at) for k, c, at in _all(conn, sql.WARNED)},
+            _decisions(conn, sql),
+        )
 
 
-def _c2_in_order(store: ServerStore, visits: list[tuple[str, str]]) -> dict[tuple[str, str], bool]:
+def _read(store: ServerStore, sql: _Sql, deadlines: wl.Deadlines) -> list[Referral]:
+    with ThreadPoolExecutor(max_workers=1) as beside:
+        # On PostgreSQL the log is read on a second connection while the visits are read
+        # and their digests parsed: the two servers' work and this process's overlap.
+        pending = beside.submit(_log, store, sql) if sql.pg else None
+        with store.engine.connect() as conn:
+            _tuned(conn, sql)
+            rows = _one_a_visit(_all(conn, sql.referrals()))
+            facts = _facts(store, conn, rows)
+        log = pending.result() if pending is not None else _log(store, sql)
+    mixed = _c2_in_order(store, [(r[0], r[8]) for r in rows if r[6] and r[7]])
+    return list(_referrals(rows, log, facts, mixed, deadlines))
+
+
+def _c2_in_order(store: ServerStore, visits: list[Key]) -> dict[Key, bool]:
     """C2 for the few visits whose consent records disagree: the latest naming it wins."""
     return {(k, v): wl._consents(store, k, v).get((k, v), {}).get("c2", False) for k, v in visits}
 
 
 def _referrals(
     rows: list[tuple[Any, ...]],
-    decisions: dict[tuple[str, str], list[Decided]],
+    log: _Log,
     facts: dict[str, Intake],
-    mixed: dict[tuple[str, str], bool],
+    mixed: dict[Key, bool],
     deadlines: wl.Deadlines,
 ) -> Iterator[Referral]:
-    for row in rows:
-        kit, code, rid, _, created, received, yes, callback_end, reached = row[:9]
+    callbacks, reached, decisions = log.callbacks, log.reached, log.decisions
+    week2, warned = log.week2, log.warned
+    for kit, code, rid, _, created, received, yes, no, visit_id in rows:
         intake = facts.get(rid)
         if intake is None:
             continue
         level, void, booth, event, at, rules, back, leg, scope_c2 = intake
-        no = row[14]
         if yes is None:
             c2 = scope_c2
         elif yes and no:
-            c2 = mixed.get((kit, row[13]), False)
+            c2 = mixed.get((kit, visit_id), False)
         else:
             c2 = bool(yes)
-        window_end = None if callback_end is None else _time(callback_end)
+        key = (kit, code)
+        window_end = callbacks.get(key)
         if not wl.listed(level, void, c2, window_end, None):
             continue
         visit_at = at or _time(created)
-        week2_at, week2_back, week2_leg, warned = row[9:13]
         yield Referral(
             kit,
             code,
@@ -661,14 +696,12 @@ def _referrals(
             visit_at,
             wl.contact_deadline(level, visit_at, _time(received), window_end, None, deadlines),
             level in ("urgent", "routine") or window_end is not None,
-            None if reached is None else _time(reached),
-            tuple(decisions.get((kit, code), ())),
+            reached.get(key),
+            tuple(decisions.get(key, ())),
             back,
             leg,
-            None
-            if week2_at is None
-            else Response(_time(week2_at), _score(week2_back), _score(week2_leg)),
-            None if warned is None else _time(warned),
+            week2.get(key),
+            warned.get(key),
         )
 
 
