@@ -77,6 +77,7 @@ def _kit_codes(count: int) -> list[str]:
     return [new_referral_code() for _ in range(count)]
 
 
+@pytest.mark.slow  # ten processes drawing a million codes: about 12 s on two cores
 def test_unique_across_a_million_codes_from_ten_kits() -> None:
     # Ten kits are ten processes forked from one parent with no coordination: the case
     # in which a seeded generator would repeat itself across kits.

@@ -78,6 +78,7 @@ def test_fifty_attendees_behind_one_nat_are_never_limited(
     assert len(times) == 1500
 
 
+@pytest.mark.slow  # 6,000 takes, each a transaction on the databases: up to 40 s
 def test_a_scanner_hammering_codes_is_held_to_a_trickle(
     made: Made,
 ) -> None:
