@@ -352,7 +352,10 @@ class Store:
             params["word"] = f"%{search.strip()}%"
         clause = ("WHERE " + " AND ".join(where)) if where else ""
         params["limit"] = limit
-        rows = self._latest(f"{clause} ORDER BY v.created_at DESC LIMIT :limit", params)
+        # Visits recorded in the same instant keep one order: the latest recorded first.
+        rows = self._latest(
+            f"{clause} ORDER BY v.created_at DESC, v.rowid DESC LIMIT :limit", params
+        )
         return [self._record(row, ()) for row in rows]
 
     def counts(self, since: datetime, until: datetime) -> dict[str, int]:

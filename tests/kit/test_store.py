@@ -19,7 +19,7 @@ from popup_kit.services import VisitService
 from popup_kit.store import Store, StoreError
 from popup_kit.store.db import make_engine, migrate
 from popup_kit.store.migrations import HEAD
-from tests.kit.conftest import visit_input
+from tests.kit.conftest import T0, visit_input
 from tests.kit.schema_support import later_release
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -183,3 +183,15 @@ def test_every_connection_has_secure_delete_on(tmp_path: Path) -> None:
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA secure_delete").scalar() == 1
     store.close()
+
+
+def test_visits_recorded_at_the_same_instant_list_the_latest_recorded_first(
+    config: KitConfig,
+) -> None:
+    service = VisitService(config, clock=lambda: T0)
+    try:
+        made = [service.record_visit(visit_input()).visit_id for _ in range(4)]
+        listed = [v.visit_id for v in service.store.visits()]
+    finally:
+        service.close()
+    assert listed == made[::-1]
