@@ -23,7 +23,8 @@ LANGUAGES = booking_pages.LANGUAGES
 # A third style block (allowed by its own hash in the CSP): choices a thumb can press.
 STYLE = """
 fieldset{border:0;padding:0;margin:1.1em 0}
-legend{font-weight:600;padding:0;margin-bottom:.3em}
+legend{font-weight:600;padding:0;margin-bottom:.3em;float:left;width:100%}
+legend+*{clear:both}
 label.pick{display:flex;align-items:center;gap:.6em;padding:.45em .3em;border-bottom:1px solid #ddd}
 label.pick input{width:1.4em;min-height:1.4em;margin:0;flex:none}
 .yesno{display:flex;gap:1em}
