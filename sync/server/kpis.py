@@ -774,8 +774,26 @@ def breakdown(
     period = period or Period()
     now = now or store.clock()
     found = Breakdown(Kpis(), {}, {}, [], [])
-    booths, events = set(), set()
-    for ref in referrals(store, deadlines):
+    booths: set[str] = set()
+    events: set[str] = set()
+    found_refs = referrals(store, deadlines)
+    with _no_gc():
+        _break_down(found, found_refs, period, now, booths, events)
+    found.weeks = dict(sorted(found.weeks.items()))
+    found.booths = dict(sorted(found.booths.items()))
+    found.booth_names, found.event_names = sorted(booths), sorted(events)
+    return found
+
+
+def _break_down(
+    found: Breakdown,
+    refs: list[Referral],
+    period: Period,
+    now: datetime,
+    booths: set[str],
+    events: set[str],
+) -> None:
+    for ref in refs:
         booths.add(ref.booth)
         if ref.event:
             events.add(ref.event)
@@ -786,7 +804,3 @@ def breakdown(
         found.overall.add(ref, now)
         found.weeks.setdefault(week, Kpis()).add(ref, now)
         found.booths.setdefault(ref.booth, Kpis()).add(ref, now)
-    found.weeks = dict(sorted(found.weeks.items()))
-    found.booths = dict(sorted(found.booths.items()))
-    found.booth_names, found.event_names = sorted(booths), sorted(events)
-    return found
