@@ -8,6 +8,7 @@ import tomllib
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import pytest
 from textual.widgets import DataTable, Footer, Input, Static
 
 from forms.engine import DEFINITIONS
@@ -146,6 +147,7 @@ URGENT_WITH_CONTACT: dict[str, Any] = {
 }
 
 
+@pytest.mark.slow  # typed key by key, over 10 s on two cores: CI's slow step
 async def test_a_spanish_visit_shows_no_english_to_the_attendee(
     make_app: Callable[[], BoothApp],
 ) -> None:

@@ -99,6 +99,7 @@ async def test_self_care_visit_is_saved_without_contact(
 NOW_DAY = fixed_clock().date()
 
 
+@pytest.mark.slow  # typed key by key, over 10 s on two cores: CI's slow step
 async def test_urgent_visit_with_contact_consent(
     make_app: Callable[[], BoothApp], stored: Stored
 ) -> None:
@@ -214,6 +215,7 @@ async def test_refused_consent_stores_only_a_tally(
     assert service.load_drafts() == []
 
 
+@pytest.mark.slow  # typed key by key, over 10 s on two cores: CI's slow step
 async def test_visit_resumes_from_draft_after_teardown(
     make_app: Callable[[], BoothApp], stored: Stored
 ) -> None:
@@ -272,6 +274,7 @@ async def test_back_shows_previous_answer_and_changes_it(make_app: Callable[[], 
         assert dict((q.id, v) for q, v in app.visit.flow.answered())["age_years"] == 62
 
 
+@pytest.mark.slow  # typed key by key, over 10 s on two cores: CI's slow step
 async def test_review_change_reopens_one_question(
     make_app: Callable[[], BoothApp], stored: Stored
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from textual.widgets import DataTable
 
 from popup_kit.services import VisitService
@@ -33,6 +34,7 @@ def seed(stored: Callable[[], VisitService], *changes: dict[str, Any]) -> list[s
     ]
 
 
+@pytest.mark.slow  # typed key by key, over 10 s on two cores: CI's slow step
 async def test_search_open_void_and_correct(
     make_app: Callable[[], BoothApp], stored: Callable[[], VisitService], recorded: Recorded
 ) -> None:
