@@ -1,5 +1,6 @@
-"""An attendee at 390x844 in Debian's Chromium opens the URL of a real slip (the kit's own
-``visit_url`` after a real sync), books a call, changes it and cancels it.
+"""An attendee at 390x844 in Debian's Chromium opens the URL read from the QR of a real slip
+PDF (printed by the kit's own slip code, rasterised, decoded), books a call, changes it and
+cancels it.
 
 The browser runs in a process of its own (booking_walk.py: Playwright driving Debian's
 Chromium, tests/support/chromium.py).
@@ -20,13 +21,14 @@ import pytest
 from sqlalchemy import text
 
 from popup_kit.services import VisitService
-from popup_kit.slips import visit_url
+from popup_kit.slips import render_visit, visit_url
 from popup_kit.syncing import run_sync
 from sync.server.bookings import Bookings
 from tests.forms.answers import BENIGN, startback
 from tests.kit.test_sync_kit import enroll, kit
 from tests.kit.test_withdrawal import LEAVING, with_
 from tests.support.chromium import chromium
+from tests.support.slip_qr import qr_url
 from tests.sync.live_server import run_server
 
 pytestmark = pytest.mark.slow
@@ -49,13 +51,16 @@ def test_phone_books_changes_and_cancels_from_a_real_slip(
             answers = {**BENIGN, "startback": startback(4, 4)}
             visit = service.record_visit(replace(routine, answers=answers))
             assert visit.triage == "routine"
+            pdf = render_visit(config, visit).pdf
             answers = {**BENIGN, "ces_bowel_change": "new_or_worsening"}
             urgent = service.record_visit(replace(routine, answers=answers))
             assert urgent.triage == "emergency"
             assert run_sync(config, service.store).all_confirmed
         finally:
             service.close()
-        url = visit_url(config, visit.code)
+        # The URL as a phone's camera reads it from the printed slip.
+        url = qr_url(pdf)
+        assert url == visit_url(config, visit.code)
         emergency_url = visit_url(config, urgent.code)
         calls = Bookings(server.store.engine, clock=server.store.clock)
         soon = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=3)

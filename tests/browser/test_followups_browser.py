@@ -23,8 +23,8 @@ from sync.server import worklist as wl
 from tests.forms.answers import BENIGN, startback
 from tests.kit.test_sync_kit import enroll, kit
 from tests.kit.test_withdrawal import LEAVING, with_
-from tests.printouts.conftest import rasterise
 from tests.support.chromium import CHROMIUM, chromium
+from tests.support.slip_qr import qr_url
 from tests.sync.clinic_support import PASSWORD, referral_records, run_clinic, send
 from tests.sync.live_server import enroll_kit
 
@@ -32,14 +32,6 @@ pytestmark = pytest.mark.slow
 
 LEG = {**BENIGN, "startback": startback(4, 4), "leg_pain_side": "unilateral"}
 LEG = {**LEG, "pain_nrs": 6, "leg_pain_nrs": 7}
-
-
-def _qr_url(pdf: bytes) -> str:
-    from pyzbar.pyzbar import ZBarSymbol, decode
-
-    found = [s for page in rasterise(pdf) for s in decode(page, [ZBarSymbol.QRCODE])]
-    assert len(found) == 1
-    return str(found[0].data.decode("ascii"))
 
 
 def _answer(page: Any, *, warning: bool) -> None:
@@ -69,8 +61,8 @@ def test_week_2_check_in_from_a_real_slip_then_a_warning_tops_the_worklist(
             spanish = service.record_visit(replace(with_(LEAVING), answers=LEG, language="es"))
             assert visit.triage == "routine" and spanish.triage == "routine"
             assert run_sync(config, service.store).all_confirmed
-            url = _qr_url(render_visit(config, visit).pdf)
-            url_es = _qr_url(render_visit(config, spanish).pdf)
+            url = qr_url(render_visit(config, visit).pdf)
+            url_es = qr_url(render_visit(config, spanish).pdf)
         finally:
             service.close()
         # Day 12 after the booth visit; an urgent referral long overdue from another booth.

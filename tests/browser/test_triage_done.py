@@ -25,22 +25,13 @@ from sync.server.accounts import Accounts
 from tests.forms.answers import BENIGN
 from tests.kit.test_sync_kit import enroll, kit
 from tests.kit.test_withdrawal import LEAVING, with_
-from tests.printouts.conftest import rasterise
 from tests.support.chromium import CHROMIUM, chromium
+from tests.support.slip_qr import qr_url
 from tests.sync.clinic_support import PASSWORD, referral_records
 from tests.sync.live_server import LiveServer, enroll_kit, ingest, run_server
 
 pytestmark = pytest.mark.slow
 LONDON = ZoneInfo("Europe/London")
-
-
-def _qr_url(pdf: bytes) -> str:
-    """The one QR code on the printed slip, as a phone's camera reads it."""
-    from pyzbar.pyzbar import ZBarSymbol, decode
-
-    found = [d for page in rasterise(pdf) for d in decode(page, [ZBarSymbol.QRCODE])]
-    assert len(found) == 1
-    return str(found[0].data.decode("utf-8"))
 
 
 def _seed(server: LiveServer, code: str, level: str, visit_at: datetime, rule: str) -> None:
@@ -73,7 +64,7 @@ def test_printed_slip_to_call_back_to_escalation_on_the_attendees_page(
             assert run_sync(config, service.store).all_confirmed
         finally:
             service.close()
-        url = _qr_url(pdf)
+        url = qr_url(pdf)
         assert url == visit_url(config, visit.code)
         now = datetime.now(UTC)
         h = timedelta(hours=1)
