@@ -382,6 +382,16 @@ def _bodies(store: ServerStore, ids: list[str], *, full: bool) -> dict[str, _Fac
     return cache.get(store, ids, full=full)
 
 
+def _one_referral(
+    sql: str, kit_id: str | None, code: str | None, table: str = ""
+) -> tuple[str, dict[str, Any]]:
+    """``sql`` (ending in its WHERE clause) narrowed to one referral when ``kit_id`` is
+    given; ``table``: the alias its columns are read from."""
+    if kit_id is None:
+        return sql, {}
+    return f"{sql} AND {table}kit_id = :k AND {table}referral_code = :c", {"k": kit_id, "c": code}
+
+
 def _visits(store: ServerStore, kit_id: str | None = None, code: str | None = None) -> list[_Visit]:
     """The latest version of each visit that names a referral code."""
     sql = (
@@ -389,10 +399,7 @@ def _visits(store: ServerStore, kit_id: str | None = None, code: str | None = No
         "created_at FROM record WHERE record_type = 'visit' "
         "AND referral_code IS NOT NULL AND visit_id IS NOT NULL AND scrubbed_at IS NULL"
     )
-    params: dict[str, Any] = {}
-    if kit_id is not None:
-        sql += " AND kit_id = :k AND referral_code = :c"
-        params = {"k": kit_id, "c": code}
+    sql, params = _one_referral(sql, kit_id, code)
     latest: dict[tuple[str, str], _Visit] = {}
     with store.engine.connect() as conn:
         rows = conn.execute(text(sql), params).all()
@@ -485,14 +492,11 @@ def _callbacks(
         "SELECT kit_id, referral_code, window_start, window_end FROM callback_request "
         "WHERE cancelled_at IS NULL"
     )
-    params: dict[str, Any] = {}
-    if kit_id is not None:
-        sql += " AND kit_id = :k AND referral_code = :c"
-        params = {"k": kit_id, "c": code}
-    sql += " ORDER BY id"
+    sql, params = _one_referral(sql, kit_id, code)
     with store.engine.connect() as conn:
         return {
-            (k, c): (_utc(start), _utc(end)) for k, c, start, end in conn.execute(text(sql), params)
+            (k, c): (_utc(start), _utc(end))
+            for k, c, start, end in conn.execute(text(sql + " ORDER BY id"), params)
         }
 
 
@@ -504,14 +508,10 @@ def _bookings(
         "SELECT b.kit_id, b.referral_code, s.starts_at, s.minutes FROM call_booking AS b "
         "JOIN call_slot AS s ON s.id = b.slot_id WHERE b.status = 'booked'"
     )
-    params: dict[str, Any] = {}
-    if kit_id is not None:
-        sql += " AND b.kit_id = :k AND b.referral_code = :c"
-        params = {"k": kit_id, "c": code}
-    sql += " ORDER BY b.id"
+    sql, params = _one_referral(sql, kit_id, code, "b.")
     out = {}
     with store.engine.connect() as conn:
-        for k, c, start, minutes in conn.execute(text(sql), params):
+        for k, c, start, minutes in conn.execute(text(sql + " ORDER BY b.id"), params):
             begins = _utc(start)
             out[(k, c)] = (begins, begins + timedelta(minutes=int(minutes)))
     return out
