@@ -38,16 +38,7 @@ CES_FIELDS = (
     "ces_bowel_change",
     "ces_sexual_dysfunction",
 )
-# As the clinicians' pages name them.
-CHANGE_NAMES = {
-    "completely_recovered": "Completely recovered",
-    "much_better": "Much better",
-    "slightly_better": "Slightly better",
-    "no_change": "No change",
-    "slightly_worse": "Slightly worse",
-    "much_worse": "Much worse",
-    "worse_than_ever": "Worse than ever",
-}
+# As the clinicians' pages name the warning signs.
 CES_NAMES = {
     "ces_saddle_numbness": "saddle numbness",
     "ces_bladder_change": "bladder change",

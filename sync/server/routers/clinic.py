@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from sync.server import followups, kpi_charts, kpis
+from sync.server import checkin_pages, followups, kpi_charts, kpis
 from sync.server import worklist as wl
 from sync.server.accounts import Accounts, Policy, Session, SignInRefused, same_token
 from sync.server.deps import Settings, Store
@@ -320,7 +320,8 @@ def referral_page(
         error=request.query_params.get("error", "")[:300],
         checkins=list(reversed(followups.history(store, kit_id, code))),
         week_label=followups.week_label,
-        change_names=followups.CHANGE_NAMES,
+        # The attendee's own English words for each answer.
+        change_names={c: checkin_pages.TEXTS["en"][c] for c in followups.GLOBAL_CHANGE},
         ces_names=followups.CES_NAMES,
         warning_answer=followups.YES,
     )
