@@ -1,9 +1,10 @@
 """The four tele-triage KPIs, each defined once with its numerator and denominator, for a
 period of visit dates (days in the clinic's time zone), a booth and an event.
 
-The database joins each referral's visit, consent, call-back request, first contact and
-follow-ups into one row (two queries in all, the decisions being the other); the KPIs are
-then worked out in one pass over the referrals, the same on SQLite and PostgreSQL.
+The database joins each referral's latest visit, its consent and the withdrawal check into
+one row; the log (call-backs, first contact, week-2 answers, warnings, decisions) is read
+beside it, keyed by referral. The KPIs are then worked out in one pass over the
+referrals, the same on SQLite and PostgreSQL.
 
 Percentiles use the nearest-rank method: the p-th percentile of n sorted values is the
 value at rank ceil(p/100 * n) (1-based); no interpolation, so every figure shown is one
@@ -375,7 +376,7 @@ def _maybe(value: str | None) -> datetime | None:
 
 
 class _Sql:
-    """The KPIs' queries: the database joins the log to the visits, one row a referral.
+    """The KPIs' queries: one row a referral for the visits, and the log keyed by referral.
 
     Only JSON reading differs between SQLite and PostgreSQL."""
 
