@@ -4,7 +4,7 @@ below was worked out by hand from the table in that module, on SQLite and Postgr
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -12,10 +12,21 @@ import pytest
 from sqlalchemy import text
 
 from popup_kit.cli import main
-from sync.server import kpis, visit_facts
-from sync.server.worklist import Deadlines
+from sync.server import followups, kpis, visit_facts
+from sync.server.bookings import Bookings
+from sync.server.store import ServerStore
+from sync.server.worklist import Deadlines, record_event
 from tests.sync import kpi_month
-from tests.sync.clinic_support import NOW, PASSWORD, run_clinic, sign_in
+from tests.sync.clinic_support import (
+    NOW,
+    PASSWORD,
+    consent_change,
+    referral_records,
+    run_clinic,
+    send,
+    sign_in,
+)
+from tests.sync.live_server import enroll_kit
 
 # By hand (hours after the visit; see kpi_month's table):
 # time to first contact: needs contact R1 R2 R3 R4 R5 R8 R10 R11 (urgent, routine, call-back).
@@ -180,7 +191,6 @@ def test_ingest_keeps_each_records_digest_and_the_kpis_read_the_same_without_it(
         from_digests = kpis.compute(store, Deadlines()).as_json()
         with store.engine.begin() as conn:
             conn.execute(text("UPDATE record SET digest = NULL"))
-        kpis._READ.pop(store, None)  # as in a fresh server process
         assert kpis.compute(store, Deadlines()).as_json() == from_digests
 
 
@@ -237,3 +247,144 @@ def test_when_consent_records_disagree_on_c2_the_latest_decides(
                 )
         listed = {r.code for r in kpis.referrals(store, Deadlines())}
         assert (code in listed) is (order[-1] == "true")
+
+
+def _kept_and_worked_out(store: ServerStore) -> dict[str, kpis.Referral]:
+    """The referrals read from kpi_fact, checked against the same worked out from the
+    records and the log; keyed by code."""
+    kept = sorted(kpis.referrals(store, Deadlines()), key=lambda r: (r.kit_id, r.code))
+    fresh = sorted(kpis.source_referrals(store, Deadlines()), key=lambda r: (r.kit_id, r.code))
+    assert kept == fresh
+    return {r.code: r for r in kept}
+
+
+def _facts_of(store: ServerStore, code: str) -> list[tuple[object, ...]]:
+    with store.engine.connect() as conn:
+        return [
+            tuple(row)
+            for row in conn.execute(
+                text("SELECT * FROM kpi_fact WHERE referral_code = :c"), {"c": code}
+            )
+        ]
+
+
+def test_the_kept_facts_follow_every_change_to_their_sources(db_url: str) -> None:
+    """Each kind of write reaches kpi_fact through the triggers: a contact, a decision, a
+    call-back request and its cancellation, a follow-up answer and its resubmission, a
+    consent refused later, a digest cleared, a withdrawal (its row gone at once)."""
+    with run_clinic(db_url) as clinic:
+        store = clinic.live.store
+        kit_of = kpi_month.build(clinic)
+        code = kpi_month.code_of
+        before = _kept_and_worked_out(store)
+        assert before[code("R4")].first_contact_at is None
+
+        record_event(
+            store, kit_of["R4"], code("R4"), "attempt", "clin", {"result": "reached"}, at=NOW
+        )
+        record_event(
+            store, kit_of["R4"], code("R4"), "decision", "clin", {"decision": "gp"}, at=NOW
+        )
+        after = _kept_and_worked_out(store)
+        assert after[code("R4")].first_contact_at == NOW
+        assert [d for d, _, _ in after[code("R4")].decisions] == ["gp"]
+
+        bookings = Bookings(store.engine, clock=clinic.clock)
+        window = (NOW - timedelta(days=50), NOW - timedelta(days=50) + timedelta(hours=2))
+        bookings.request_callback(kit_of["R3"], code("R3"), window, window[1], "+44 7700 900123")
+        assert _kept_and_worked_out(store)[code("R3")].deadline == window[1]
+        assert bookings.cancel_callback(kit_of["R3"], code("R3"))
+        assert _kept_and_worked_out(store)[code("R3")].deadline == before[code("R3")].deadline
+
+        answers = {"pain_nrs": 2, "leg_pain_nrs": None, "global_change": "much_better"}
+        answers.update({name: "no" for name in followups.CES_FIELDS})
+        followups.submit(store, kit_of["R4"], code("R4"), "w2", answers)
+        assert _kept_and_worked_out(store)[code("R4")].week2 is not None
+        answers[followups.CES_FIELDS[0]] = followups.YES
+        followups.submit(store, kit_of["R4"], code("R4"), "w2", answers)
+        assert _kept_and_worked_out(store)[code("R4")].warning_at is not None
+
+        with store.engine.begin() as conn:
+            conn.execute(text("UPDATE record SET digest = NULL"))
+        assert _kept_and_worked_out(store) == after | {
+            code("R3"): _kept_and_worked_out(store)[code("R3")],
+            code("R4"): _kept_and_worked_out(store)[code("R4")],
+        }
+
+        assert _facts_of(store, code("R1"))
+        store.withdraw_by_attendee(kit_of["R1"], code("R1"), "en")
+        assert _facts_of(store, code("R1")) == []  # before any KPI reading
+        assert code("R1") not in _kept_and_worked_out(store)
+        assert _facts_of(store, code("R1")) == []
+
+
+def test_a_consent_refused_later_takes_the_referral_out_of_the_kept_facts(db_url: str) -> None:
+    with run_clinic(db_url) as clinic:
+        store = clinic.live.store
+        kpi_month.build(clinic)
+        kit = enroll_kit(clinic.live)
+        records = referral_records(kit.kit_id, "KPLATE-TEST-CODE", visit_at=NOW - timedelta(days=3))
+        send(clinic, kit, records)
+        assert "KPLATE-TEST-CODE" in _kept_and_worked_out(store)
+        visit_id = records[0]["body"]["visit_id"]
+        items = {"c1": True, "c2": False, "c3": False, "c4": False, "c5": False}
+        send(clinic, kit, [consent_change(kit.kit_id, visit_id, items, at=NOW)])
+        assert _facts_of(store, "KPLATE-TEST-CODE") == []
+        assert "KPLATE-TEST-CODE" not in _kept_and_worked_out(store)
+
+
+def test_a_large_change_works_every_fact_out_again_in_one_pass(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From WHOLE_AT changed visits on, the table is worked out again whole: the same
+    referrals and the same KPIs as visit by visit."""
+    with run_clinic(db_url) as clinic:
+        store = clinic.live.store
+        kpi_month.build(clinic)
+        one_by_one = kpis.compute(store, Deadlines()).as_json()
+        with store.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO kpi_stale (kit_id, visit_id) SELECT DISTINCT kit_id, visit_id "
+                    "FROM record WHERE visit_id IS NOT NULL"
+                )
+            )
+            conn.execute(text("UPDATE kpi_fact SET level = 'routine', first_decision = NULL"))
+        monkeypatch.setattr(kpis, "WHOLE_AT", 3)
+        assert kpis.refresh(store) >= len(kpi_month.SPECS)
+        assert kpis.compute(store, Deadlines()).as_json() == one_by_one
+        _kept_and_worked_out(store)
+
+
+def _back_to_0011(store: ServerStore) -> None:
+    """The database as the server before kpi_fact left it."""
+    with store.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("DROP FUNCTION kpi_visit_changed, kpi_code_changed CASCADE"))
+        else:
+            names = conn.execute(
+                text("SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'kpi%'")
+            ).scalars()
+            for name in list(names):
+                conn.execute(text(f"DROP TRIGGER {name}"))
+        conn.execute(text("DROP TABLE kpi_fact"))
+        conn.execute(text("DROP TABLE kpi_stale"))
+        conn.execute(text("DROP INDEX record_kit_visit"))
+        conn.execute(text("UPDATE alembic_version SET version_num = '0011'"))
+
+
+def test_the_migration_works_out_the_facts_of_every_visit_already_held(db_url: str) -> None:
+    with run_clinic(db_url) as clinic:
+        store = clinic.live.store
+        kpi_month.build(clinic)
+        expected = kpis.compute(store, Deadlines()).as_json()
+        _back_to_0011(store)
+    upgraded = ServerStore(db_url)
+    try:
+        assert upgraded.schema_version == 12
+        with upgraded.engine.connect() as conn:
+            assert conn.execute(text("SELECT COUNT(*) FROM kpi_fact")).scalar_one() == 0
+        assert kpis.compute(upgraded, Deadlines(), now=NOW).as_json() == expected
+        _kept_and_worked_out(upgraded)
+    finally:
+        upgraded.close()
