@@ -104,6 +104,11 @@ class Referral(NamedTuple):
     week2: Response | None
     warning_at: datetime | None  # the first follow-up answer that raised a warning sign
 
+    @property
+    def raised_at_followup(self) -> bool:
+        """A self-care visit that became a referral only by a follow-up warning sign."""
+        return self.level == "self_care" and not self.needs_contact
+
 
 @dataclass(frozen=True)
 class Breach:
@@ -268,7 +273,8 @@ class EarlyImprovement:
     """Among week-2 respondents with an intake score, the share whose leg pain NRS (the
     back NRS when there was no leg pain score at intake) fell by at least 30 % and at
     least 2 points. With it the week-2 response rate: respondents over the referrals
-    that reached day 17 after the visit."""
+    that reached day 17 after the visit. A self-care visit that became a referral by its
+    own follow-up answer is left out of both: it is counted only because it answered."""
 
     name = "early_improvement"
     numerator: int = 0
@@ -277,7 +283,7 @@ class EarlyImprovement:
     reached_day17: int = 0
 
     def add(self, ref: Referral, now: datetime) -> None:
-        if now < ref.visit_at + WEEK2_END:
+        if now < ref.visit_at + WEEK2_END or ref.raised_at_followup:
             return
         self.reached_day17 += 1
         response = ref.week2
@@ -703,7 +709,8 @@ def _facts(
             c2 = bool(yes)
         key = (kit, code)
         window_end = log.callbacks.get(key)
-        if not wl.listed(level, void, c2, window_end, None):
+        warned = log.warned.get(key)
+        if not wl.listed(level, void, c2, window_end, warned is not None):
             continue
         week2 = log.week2.get(key)
         decided = [(d, iso(at), _iso(arranged)) for d, at, arranged in log.decisions.get(key, ())]
@@ -728,7 +735,7 @@ def _facts(
             None if week2 is None else iso(week2.submitted_at),
             None if week2 is None else week2.back_nrs,
             None if week2 is None else week2.leg_nrs,
-            _iso(log.warned.get(key)),
+            _iso(warned),
         )
 
 
@@ -895,6 +902,11 @@ def _referrals(rows: list[tuple[Any, ...]], deadlines: wl.Deadlines) -> Iterator
             rule_set = rule_sets[rules] = frozenset(rules.split())
         visit_at = parse(visit_text)
         window_end = None if callback_end is None else parse(callback_end)
+        warned_at = warned and parse(warned)
+        alert = None
+        if level == "self_care" and window_end is None:
+            # Listed by its follow-up warning: due as the worklist has it.
+            alert = wl.Alert("", warned_at, warned_at + deadlines.emergency)
         decided: tuple[Decided, ...] = ()
         if first is not None:
             decided = ((first, parse(first_at), first_arranged and parse(first_arranged)),)
@@ -909,14 +921,14 @@ def _referrals(rows: list[tuple[Any, ...]], deadlines: wl.Deadlines) -> Iterator
                 booth,
                 event,
                 visit_at,
-                deadline(level, visit_at, parse(received), window_end, None, deadlines),
+                deadline(level, visit_at, parse(received), window_end, alert, deadlines),
                 level in ("urgent", "routine") or window_end is not None,
                 reached and parse(reached),
                 decided,
                 back,
                 leg,
                 week2_at and Response(parse(week2_at), week2_back, week2_leg),
-                warned and parse(warned),
+                warned_at,
             )
         )
 

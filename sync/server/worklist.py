@@ -558,14 +558,12 @@ def derive(events: Iterable[Event]) -> State:
     return State(attempts, last, first, decision, arranged, closed, settled)
 
 
-def listed(
-    level: Any, void: bool, c2: bool, callback_end: datetime | None, alert: Alert | None
-) -> bool:
+def listed(level: Any, void: bool, c2: bool, callback_end: datetime | None, warned: bool) -> bool:
     """Whether a visit is a referral the centre works: shared (C2), not void, of a known
     level, and a self-care visit only with a call-back request or a follow-up warning."""
     if void or not c2 or level not in LEVELS:
         return False
-    return level != "self_care" or callback_end is not None or alert is not None
+    return level != "self_care" or callback_end is not None or warned
 
 
 def contact_deadline(
@@ -610,7 +608,8 @@ def _row(
     consent = {**facts.scope, **consent}
     level = facts.level
     callback_end = None if callback is None else callback[1]
-    if withdrawn or not listed(level, facts.void, consent.get("c2", False), callback_end, alert):
+    c2 = consent.get("c2", False)
+    if withdrawn or not listed(level, facts.void, c2, callback_end, alert is not None):
         return None
     received = _utc(visit.first_received)
     visit_at = facts.visit_at or _utc(visit.created_at)

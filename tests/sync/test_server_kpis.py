@@ -388,3 +388,43 @@ def test_the_migration_works_out_the_facts_of_every_visit_already_held(db_url: s
         _kept_and_worked_out(upgraded)
     finally:
         upgraded.close()
+
+
+def test_a_self_care_visit_raised_by_its_follow_up_counts_in_the_escalations_only(
+    db_url: str,
+) -> None:
+    """R12: self-care, no call-back request, shared (C2); a warning sign at week 2 (288 h)
+    and urgent imaging arranged 2 h later. By hand, on top of the month: escalation latency
+    CES 4/5 (2 h within 4 h), 7 escalations, sorted 1 2 2 3.5 5 6 960: p50 rank 4 -> 3.5,
+    p90 rank 7 -> 960; appropriateness 2/9 (decided, escalated first); first contact and
+    early improvement unchanged (it needs no contact, and it is counted at week 2 only
+    because it answered)."""
+    with run_clinic(db_url) as clinic:
+        store = clinic.live.store
+        kpi_month.build(clinic)
+        spec = kpi_month.Spec("R12", "north", "self_care", (), kpi_month.V1, 3, None)
+        kit_of = kpi_month.send_visits(clinic, (spec,))
+        code = kpi_month.code_of("R12")
+        warned_at = kpi_month.V1 + timedelta(hours=288)
+        kpi_month.respond(store, kit_of["R12"], code, warned_at, back=2, leg=None, warning=True)
+        arranged = warned_at + timedelta(hours=2)
+        record_event(
+            store,
+            kit_of["R12"],
+            code,
+            "decision",
+            "clin",
+            {"decision": "urgent_imaging", "escalation_arranged_at": arranged},
+            at=arranged,
+        )
+        got = {k["kpi"]: k for k in kpis.compute(store, Deadlines()).as_json()}
+    escalation = got["escalation_latency"]
+    assert (escalation["numerator"], escalation["denominator"]) == (4, 5)
+    assert escalation["escalations"] == 7
+    assert (escalation["p50_hours"], escalation["p90_hours"]) == (3.5, 960.0)
+    appropriate = got["appropriateness"]
+    assert (appropriate["numerator"], appropriate["denominator"]) == (2, 9)
+    for name in ("time_to_first_contact", "early_improvement"):
+        for key, value in EXPECTED[name].items():
+            assert got[name][key] == value, (name, key)
+    assert got["early_improvement"]["reached_day17"] == 8
