@@ -515,14 +515,19 @@ Decided = tuple[str, datetime, datetime | None]
 Params = dict[str, Any] | None
 
 
+def _bound(sql: str, params: dict[str, Any]) -> Any:
+    """``sql`` with each list among ``params`` bound as an IN list."""
+    lists: list[Any] = [
+        bindparam(k, expanding=True) for k, v in params.items() if isinstance(v, list)
+    ]
+    return text(sql).bindparams(*lists)
+
+
 def _all(conn: Any, sql: str, params: Params = None) -> list[tuple[Any, ...]]:
     """Plain tuples: unscoped through the driver (a hundred thousand rows, no per-row
     wrapper), scoped with the lists bound as they are."""
     if params is not None:
-        lists: list[Any] = [
-            bindparam(k, expanding=True) for k, v in params.items() if isinstance(v, list)
-        ]
-        return [tuple(row) for row in conn.execute(text(sql).bindparams(*lists), params)]
+        return [tuple(row) for row in conn.execute(_bound(sql, params), params)]
     cursor = conn.connection.dbapi_connection.cursor()
     try:
         cursor.execute(sql)
@@ -769,16 +774,16 @@ def refresh(store: ServerStore) -> int:
         ).all()
         visits = {(k, v) for k, v, _ in marks if v is not None}
         codes = {(k, c) for k, v, c in marks if v is None and c is not None}
-        changed = max(len(visits), len(codes))
+        noted = len(visits) + len(codes)
         kept = conn.execute(text("SELECT COUNT(*) FROM kpi_fact")).scalar_one()
-        if changed >= max(WHOLE_AT, kept // 5):
+        if max(len(visits), len(codes)) >= max(WHOLE_AT, kept // 5):
             _whole(store, conn, sql)
-            return len(visits) + len(codes)
+            return noted
         visits |= _visits_of(conn, codes)
         for kit, ids in _by_kit(visits).items():
             for start in range(0, len(ids), _BATCH):
                 _some(store, conn, sql, kit, ids[start : start + _BATCH])
-        return len(visits) + len(codes)
+        return noted
 
 
 def _by_kit(keys: set[Key]) -> dict[str, list[str]]:
@@ -810,10 +815,7 @@ def _some(store: ServerStore, conn: Any, sql: _Sql, kit: str, visits: list[str])
     log = _log_on(conn, sql, {"kit": kit, "codes": codes}) if codes else _Log({}, {}, {}, {}, {})
     found = list(_facts(store, conn, rows, log))
     conn.execute(
-        text("DELETE FROM kpi_fact WHERE kit_id = :kit AND visit_id IN :visits").bindparams(
-            bindparam("visits", expanding=True)
-        ),
-        params,
+        _bound("DELETE FROM kpi_fact WHERE kit_id = :kit AND visit_id IN :visits", params), params
     )
     _insert(conn, sql, found)
 

@@ -86,24 +86,15 @@ def upgrade() -> None:
 
 def _sqlite_triggers() -> None:
     for table, key, events in _WATCHED:
+        column = "visit_id" if key == "visit" else "referral_code"
         for event in events:
             row = "OLD" if event == "DELETE" else "NEW"
-            if key == "visit":
-                when = f"WHEN {row}.visit_id IS NOT NULL"
-                body = (
-                    f"DELETE FROM kpi_fact WHERE kit_id = {row}.kit_id "
-                    f"AND visit_id = {row}.visit_id; "
-                    "INSERT INTO kpi_stale (kit_id, visit_id) "
-                    f"VALUES ({row}.kit_id, {row}.visit_id);"
-                )
-            else:
-                when = ""
-                body = (
-                    f"DELETE FROM kpi_fact WHERE kit_id = {row}.kit_id "
-                    f"AND referral_code = {row}.referral_code; "
-                    "INSERT INTO kpi_stale (kit_id, referral_code) "
-                    f"VALUES ({row}.kit_id, {row}.referral_code);"
-                )
+            when = f"WHEN {row}.visit_id IS NOT NULL" if key == "visit" else ""
+            body = (
+                f"DELETE FROM kpi_fact WHERE kit_id = {row}.kit_id "
+                f"AND {column} = {row}.{column}; "
+                f"INSERT INTO kpi_stale (kit_id, {column}) VALUES ({row}.kit_id, {row}.{column});"
+            )
             op.execute(
                 f"CREATE TRIGGER kpi_{table}_{event.lower()} AFTER {event} ON {table} "
                 f"{when} BEGIN {body} END"
